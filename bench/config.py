@@ -1,0 +1,206 @@
+"""Plain dataclass configuration, loaded from TOML and validated strictly.
+
+Unknown keys, wrong types and impossible values are errors that name the key, so a typo in
+a config file can never silently fall back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MODEL_NAMES = ("rnn", "attn_rnn", "transformer")
+DATASETS = ("imdb", "ag_news")
+
+
+class BenchError(Exception):
+    """A known, user-fixable problem: the CLI prints its message on one line and exits 2."""
+
+
+@dataclass
+class DataConfig:
+    vocab_size: int = 20000      # word-level vocabulary, trained on the train split only
+    max_length: int = 256        # tokens kept per text (head truncation)
+    min_frequency: int = 2       # a word must occur this often in train to get an id
+    lowercase: bool = True
+    val_fraction: float = 0.1    # stratified validation split carved from train
+    split_seed: int = 0          # the validation split is the same for every model and seed
+    train_subset: int = 0        # use only this many training rows (0 = all), for quick budgets
+    train_eval_size: int = 2000  # eval-mode train subset that measures the overfitting gap
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "rnn"            # "rnn" or "transformer"
+    embed_dim: int = 96
+    hidden_dim: int = 128        # RNN hidden size per direction; Transformer feed-forward width
+    layers: int = 1
+    dropout: float = 0.2
+    pooling: str = "last"        # rnn: last | mean | max | attention; transformer: mean | cls
+    cell: str = "gru"            # rnn only: gru | lstm
+    bidirectional: bool = False  # rnn only
+    attn_dim: int = 8            # additive-attention width (pooling = "attention")
+    heads: int = 4               # transformer only
+    lr: float = 0.0              # learning rate for this model; 0 = use train.lr
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lr_schedule: str = "none"    # none | linear | cosine (with warmup_fraction warm-up)
+    warmup_fraction: float = 0.05
+    patience: int = 2            # early stopping on validation loss
+    bucket_chunk: int = 50       # batches per length-sorted chunk (bigger = less padding)
+    amp: bool = True             # CUDA only: bf16 autocast where supported, else fp16 + scaler
+    threads: int = 0             # CPU threads for torch (0 = torch's default)
+
+
+@dataclass
+class Config:
+    budget: str = "quick"
+    description: str = ""        # printed at the start of a run (e.g. the expected wall time)
+    datasets: list[str] = field(default_factory=lambda: ["imdb"])
+    models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: dict[str, ModelConfig] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def unit_hash(self, model_name: str) -> str:
+        """Hash of everything that decides one model's result except the seed and dataset."""
+        blob = {"data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train),
+                "model": dataclasses.asdict(self.model[model_name])}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise BenchError(f"config key '{key}' must be a list, got {value!r}")
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise BenchError(f"config key '{key}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    if not isinstance(raw, dict):
+        raise BenchError(f"config key '{prefix.rstrip('.')}' must be a table")
+    hints = get_type_hints(cls)
+    obj = dataclasses.replace(base) if base is not None else cls()
+    for key, value in raw.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise BenchError(f"unknown config key '{prefix}{key}' (known: {known})")
+        setattr(obj, key, _check_type(value, hints[key], prefix + key))
+    return obj
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise BenchError(f"config key '{key}' must be positive, got {value}")
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible values with a message naming the key."""
+    for name in cfg.datasets:
+        if name not in DATASETS:
+            raise BenchError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    for name in cfg.models:
+        if name not in cfg.model:
+            raise BenchError(f"model '{name}' has no [model.{name}] section in the config "
+                             f"(defined: {', '.join(cfg.model) or 'none'})")
+    if not cfg.seeds:
+        raise BenchError("config key 'seeds' must list at least one seed")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise BenchError(f"config key 'seeds' has duplicates: {cfg.seeds}")
+    d, t = cfg.data, cfg.train
+    for key in ("vocab_size", "max_length", "min_frequency", "train_eval_size"):
+        _positive(f"data.{key}", getattr(d, key))
+    if d.vocab_size < 10:
+        raise BenchError(f"config key 'data.vocab_size' must be at least 10, got {d.vocab_size}")
+    if not 0 < d.val_fraction < 0.5:
+        raise BenchError(f"config key 'data.val_fraction' must be in (0, 0.5), got {d.val_fraction}")
+    if d.train_subset < 0:
+        raise BenchError(f"config key 'data.train_subset' must be >= 0, got {d.train_subset}")
+    for key in ("epochs", "batch_size", "eval_batch_size", "lr", "bucket_chunk"):
+        _positive(f"train.{key}", getattr(t, key))
+    for key in ("weight_decay", "grad_clip", "patience", "threads"):
+        if getattr(t, key) < 0:
+            raise BenchError(f"config key 'train.{key}' must be >= 0, got {getattr(t, key)}")
+    if t.lr_schedule not in ("none", "linear", "cosine"):
+        raise BenchError(f"config key 'train.lr_schedule' must be none, linear or cosine, got '{t.lr_schedule}'")
+    if not 0 <= t.warmup_fraction < 1:
+        raise BenchError(f"config key 'train.warmup_fraction' must be in [0, 1), got {t.warmup_fraction}")
+    for name, m in cfg.model.items():
+        p = f"model.{name}."
+        for key in ("embed_dim", "hidden_dim", "layers", "attn_dim", "heads"):
+            _positive(p + key, getattr(m, key))
+        if not 0 <= m.dropout < 1:
+            raise BenchError(f"config key '{p}dropout' must be in [0, 1), got {m.dropout}")
+        if m.lr < 0:
+            raise BenchError(f"config key '{p}lr' must be >= 0, got {m.lr}")
+        if m.kind == "rnn":
+            if m.cell not in ("gru", "lstm"):
+                raise BenchError(f"config key '{p}cell' must be gru or lstm, got '{m.cell}'")
+            if m.pooling not in ("last", "mean", "max", "attention"):
+                raise BenchError(f"config key '{p}pooling' must be last, mean, max or attention, got '{m.pooling}'")
+        elif m.kind == "transformer":
+            if m.pooling not in ("mean", "cls"):
+                raise BenchError(f"config key '{p}pooling' must be mean or cls for a transformer, got '{m.pooling}'")
+            if m.embed_dim % m.heads:
+                raise BenchError(f"config key '{p}heads' ({m.heads}) must divide '{p}embed_dim' ({m.embed_dim})")
+        else:
+            raise BenchError(f"config key '{p}kind' must be rnn or transformer, got '{m.kind}'")
+    return cfg
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build a Config from parsed TOML; sections are checked key by key."""
+    raw = dict(raw)
+    data = _build(DataConfig, raw.pop("data", {}), "data.")
+    train = _build(TrainConfig, raw.pop("train", {}), "train.")
+    models = raw.pop("model", {})
+    if not isinstance(models, dict):
+        raise BenchError("config key 'model' must be a table of [model.<name>] sections")
+    cfg = _build(Config, raw, "")
+    cfg.data, cfg.train = data, train
+    cfg.model = {name: _build(ModelConfig, m, f"model.{name}.") for name, m in models.items()}
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"config file {path} is not valid TOML: {exc}") from None
+    return validate(from_dict(raw))
+
+
+def budget_path(budget: str) -> Path:
+    path = CONFIG_DIR / f"{budget}.toml"
+    if not path.is_file():
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+        raise BenchError(f"unknown budget '{budget}' (choose from {', '.join(names)})")
+    return path

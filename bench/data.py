@@ -1,0 +1,282 @@
+"""Load, validate, split, tokenize, cache and batch the text-classification datasets.
+
+Data comes from the Hugging Face hub (`datasets.load_dataset`) or, offline, from a folder
+holding `<dataset>/train.parquet` and `<dataset>/test.parquet`. The vocabulary is trained on
+the training part only (never on validation or test). Encoded ids are cached on disk, keyed
+by the source files and every setting that changes them, so a second run skips tokenization.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from bench.config import BenchError, DataConfig
+
+log = logging.getLogger("bench")
+
+HUB_NAMES = {"imdb": "stanfordnlp/imdb", "ag_news": "fancyzhx/ag_news"}
+NUM_CLASSES = {"imdb": 2, "ag_news": 4}
+CLASS_NAMES = {"imdb": ["negative", "positive"], "ag_news": ["World", "Sports", "Business", "Sci/Tech"]}
+PAD_ID, UNK_ID = 0, 1
+SPECIAL_TOKENS = ["[PAD]", "[UNK]"]
+CACHE_FORMAT = 1
+DATA_DIR_ENV = "BENCH_DATA_DIR"
+CACHE_DIR_ENV = "BENCH_CACHE_DIR"
+
+
+@dataclass
+class Split:
+    """One encoded split: right-padded ids, true lengths, labels and source row numbers."""
+    ids: np.ndarray      # [N, max_length] int32, PAD_ID after each text's length
+    lengths: np.ndarray  # [N] int64, at least 1
+    labels: np.ndarray   # [N] int64
+    rows: np.ndarray     # [N] int64, row number in the source split (train or test)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "Split":
+        return Split(self.ids[idx], self.lengths[idx], self.labels[idx], self.rows[idx])
+
+
+@dataclass
+class EncodedData:
+    dataset: str
+    num_classes: int
+    vocab_size: int
+    train: Split
+    val: Split
+    test: Split
+    train_eval: Split    # fixed subset of train, evaluated in eval mode to measure the gap
+    tokenizer_json: str
+    cache_hit: bool
+    source: str
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "bench")
+
+
+def _local_files(dataset: str, data_dir: Path) -> dict[str, Path]:
+    if not data_dir.is_dir():
+        raise BenchError(f"data folder not found: {data_dir} (expected {data_dir}/{dataset}/train.parquet)")
+    files = {split: data_dir / dataset / f"{split}.parquet" for split in ("train", "test")}
+    for split, path in files.items():
+        if not path.is_file():
+            raise BenchError(f"missing {split} split: {path} (the data folder needs "
+                             f"<dataset>/train.parquet and <dataset>/test.parquet)")
+    return files
+
+
+def _source_fingerprint(dataset: str, data_dir: Path | None) -> str:
+    if data_dir is None:
+        return f"hub:{HUB_NAMES[dataset]}"
+    files = _local_files(dataset, data_dir)
+    stats = {k: (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for k, p in files.items()}
+    return "local:" + json.dumps(stats, sort_keys=True)
+
+
+def load_raw(dataset: str, data_dir: Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Return {"train": (texts, labels), "test": (texts, labels)} from local parquet or the hub."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if data_dir is not None:
+        files = _local_files(dataset, data_dir)
+        try:
+            dd = datasets.load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
+        except Exception as exc:  # pyarrow / datasets raise many types for a bad file
+            raise BenchError(f"cannot read parquet files under {data_dir / dataset}: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    else:
+        try:
+            dd = datasets.load_dataset(HUB_NAMES[dataset])
+        except Exception as exc:
+            raise BenchError(f"cannot load '{HUB_NAMES[dataset]}' from the Hugging Face hub "
+                             f"({type(exc).__name__}); offline, point at local parquet files with "
+                             f"--data-dir DIR or {DATA_DIR_ENV}=DIR (DIR/{dataset}/train.parquet)") from None
+    out = {}
+    for split in ("train", "test"):
+        if split not in dd:
+            raise BenchError(f"{dataset}: no '{split}' split in the source")
+        out[split] = _validate(dataset, split, dd[split])
+    return out
+
+
+def _validate(dataset: str, split: str, ds) -> tuple[list[str], np.ndarray]:
+    cols = set(ds.column_names)
+    if not {"text", "label"} <= cols:
+        raise BenchError(f"{dataset}/{split}: expected columns 'text' and 'label', found {sorted(cols)}")
+    if len(ds) == 0:
+        raise BenchError(f"{dataset}/{split}: the split is empty")
+    texts = ds["text"]
+    texts = list(texts) if not isinstance(texts, list) else texts
+    labels_raw = list(ds["label"])
+    bad = [i for i, y in enumerate(labels_raw) if isinstance(y, bool) or not isinstance(y, (int, np.integer))]
+    if bad:
+        raise BenchError(f"{dataset}/{split}: label must be an integer, row {bad[0]} has {labels_raw[bad[0]]!r}")
+    labels = np.asarray(labels_raw, dtype=np.int64)
+    k = NUM_CLASSES[dataset]
+    out_of_range = np.flatnonzero((labels < 0) | (labels >= k))
+    if out_of_range.size:
+        i = int(out_of_range[0])
+        raise BenchError(f"{dataset}/{split}: labels must be in 0..{k - 1}, row {i} has {labels[i]} "
+                         f"({out_of_range.size} rows out of range)")
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if empty:
+        raise BenchError(f"{dataset}/{split}: {len(empty)} empty or non-string texts (first at row {empty[0]})")
+    return texts, labels
+
+
+def train_tokenizer(texts: list[str], cfg: DataConfig):
+    """A word-level vocabulary (HF tokenizers) trained on the given texts only."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    steps = [normalizers.Replace("<br />", " "), normalizers.NFKC()]
+    if cfg.lowercase:
+        steps.append(normalizers.Lowercase())
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def encode(tok, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int32 id matrix (head-truncated to max_length) and true lengths."""
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    encs = tok.encode_batch(texts)
+    ids = np.full((len(texts), max_length), PAD_ID, dtype=np.int32)
+    lengths = np.empty(len(texts), dtype=np.int64)
+    for i, enc in enumerate(encs):
+        row = enc.ids or [UNK_ID]  # a text of only unknown symbols still has one token
+        ids[i, : len(row)] = row
+        lengths[i] = len(row)
+    return ids, lengths
+
+
+def split_train(labels: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified (train, val) row indices and a fixed train-eval subset, all from split_seed."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(labels))
+    if cfg.train_subset and cfg.train_subset < len(rows):
+        rows, _ = train_test_split(rows, train_size=cfg.train_subset, stratify=labels,
+                                   random_state=cfg.split_seed)
+    try:
+        tr, va = train_test_split(rows, test_size=cfg.val_fraction, stratify=labels[rows],
+                                  random_state=cfg.split_seed)
+    except ValueError as exc:
+        raise BenchError(f"cannot carve a stratified validation split: {exc}") from None
+    tr, va = np.sort(tr), np.sort(va)
+    rng = np.random.default_rng(cfg.split_seed)
+    ev = np.sort(rng.choice(len(tr), size=min(cfg.train_eval_size, len(tr)), replace=False))
+    return tr, va, ev
+
+
+def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir: Path) -> Path:
+    key = {"format": CACHE_FORMAT, "dataset": dataset, "source": _source_fingerprint(dataset, data_dir),
+           "data": {k: v for k, v in asdict(cfg).items()}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"{dataset}-{digest}.npz"
+
+
+def _save_cache(path: Path, arrays: dict[str, np.ndarray], tokenizer_json: str, source: str) -> None:
+    from bench.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    meta = np.frombuffer(json.dumps({"tokenizer": tokenizer_json, "source": source}).encode(), dtype=np.uint8)
+    np.savez(buf, meta=meta, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_cache(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode())
+    for name in ("train", "test"):
+        n = len(arrays[f"{name}_labels"])
+        if arrays[f"{name}_ids"].shape[0] != n or arrays[f"{name}_lengths"].shape[0] != n:
+            raise ValueError(f"inconsistent cached arrays for {name}")
+    return arrays, meta["tokenizer"], meta["source"]
+
+
+def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
+            cache_dir: Path | None = None) -> EncodedData:
+    """Everything a training run needs for one dataset, from the cache when possible."""
+    if dataset not in HUB_NAMES:
+        raise BenchError(f"unknown dataset '{dataset}' (choose from {', '.join(HUB_NAMES)})")
+    data_dir = Path(data_dir) if data_dir is not None else None
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = _cache_file(dataset, cfg, data_dir, cache_dir)
+    arrays, cache_hit = None, False
+    if path.exists():
+        try:
+            arrays, tokenizer_json, source = _load_cache(path)
+            cache_hit = True
+            log.info("%s: encoded data loaded from cache %s", dataset, path)
+        except Exception as exc:  # corrupted or truncated cache: rebuild it
+            log.warning("%s: cache %s is unreadable (%s); rebuilding it", dataset, path, type(exc).__name__)
+            arrays = None
+    if arrays is None:
+        raw = load_raw(dataset, data_dir)
+        source = str(data_dir / dataset) if data_dir is not None else f"hub:{HUB_NAMES[dataset]}"
+        train_texts, train_labels = raw["train"]
+        tr, va, _ = split_train(train_labels, cfg)
+        log.info("%s: training a %d-word vocabulary on %d training texts", dataset, cfg.vocab_size, len(tr))
+        tok = train_tokenizer([train_texts[i] for i in tr], cfg)
+        tokenizer_json = tok.to_str()
+        arrays = {}
+        for name, (texts, labels) in raw.items():
+            ids, lengths = encode(tok, texts, cfg.max_length)
+            arrays.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels})
+        _save_cache(path, arrays, tokenizer_json, source)
+        log.info("%s: encoded and cached in %s", dataset, path)
+    train_all = Split(arrays["train_ids"], arrays["train_lengths"], arrays["train_labels"],
+                      np.arange(len(arrays["train_labels"])))
+    test = Split(arrays["test_ids"], arrays["test_lengths"], arrays["test_labels"],
+                 np.arange(len(arrays["test_labels"])))
+    tr, va, ev = split_train(train_all.labels, cfg)
+    train = train_all.subset(tr)
+    from tokenizers import Tokenizer
+
+    vocab_size = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+    return EncodedData(dataset=dataset, num_classes=NUM_CLASSES[dataset], vocab_size=vocab_size,
+                       train=train, val=train_all.subset(va), test=test, train_eval=train.subset(ev),
+                       tokenizer_json=tokenizer_json, cache_hit=cache_hit, source=source)
+
+
+def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                    chunk: int = 50) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Length-bucketed batches: (ids[B, L], lengths, labels, positions in split).
+
+    Training: a seeded shuffle, then each chunk of `chunk` batches is sorted by length, cut
+    into batches, and the batch order is shuffled again, so batches stay random but hold texts
+    of similar length. Evaluation: one global length sort (padding is nearly zero).
+    """
+    n = len(split)
+    if shuffle:
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n)
+        span = batch_size * chunk
+        order = np.concatenate([c[np.argsort(split.lengths[c], kind="stable")]
+                                for c in np.array_split(order, range(span, n, span))])
+    else:
+        order = np.argsort(split.lengths, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    for idx in batches:
+        longest = int(split.lengths[idx].max())
+        yield split.ids[idx, :longest], split.lengths[idx], split.labels[idx], idx

@@ -1,0 +1,135 @@
+"""The three model families, side by side: an RNN with a pooling switch, and a Transformer.
+
+`rnn` and `attn_rnn` are the same `RNNClassifier`; only `pooling` differs ("last" vs
+"attention"), so the ablation is one switch and attention adds only `hidden*attn_dim + 2*attn_dim`
+parameters. Padded batches are handled without packing: the forward direction reads the
+state at each text's real last token, and the backward direction runs on each text reversed
+within its own length, so padding never reaches a real position's state.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from bench.config import ModelConfig
+from bench.data import PAD_ID
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, T] bool, True at real tokens."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first `length` steps, leaving padding in place ([B, T, ...])."""
+    t = torch.arange(x.size(1), device=x.device)[None, :]
+    idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return x.gather(1, idx[:, :, None].expand_as(x))
+
+
+class AdditivePooling(nn.Module):
+    """Masked additive attention (Bahdanau-style): softmax(vᵀ tanh(W h)) over real tokens only."""
+
+    def __init__(self, dim: int, attn_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, attn_dim)
+        self.score = nn.Linear(attn_dim, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+        return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class RNNClassifier(nn.Module):
+    """Embedding → (bi)GRU/LSTM stack → pooling (last | mean | max | attention) → linear."""
+
+    def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        rnn_cls = nn.GRU if cfg.cell == "gru" else nn.LSTM
+        dirs = 2 if cfg.bidirectional else 1
+        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList()
+        for i in range(cfg.layers):
+            in_dim = cfg.embed_dim if i == 0 else cfg.hidden_dim * dirs
+            self.layers.append(nn.ModuleList(rnn_cls(in_dim, cfg.hidden_dim, batch_first=True)
+                                             for _ in range(dirs)))
+        out_dim = cfg.hidden_dim * dirs
+        self.attention = AdditivePooling(out_dim, cfg.attn_dim) if cfg.pooling == "attention" else None
+        self.head = nn.Linear(out_dim, num_classes)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = padding_mask(lengths, ids.size(1))
+        h = self.drop(self.embed(ids))
+        for i, directions in enumerate(self.layers):
+            outs = [directions[0](h)[0]]
+            if len(directions) == 2:  # backward direction on each text reversed in place
+                rev = directions[1](reverse_within_length(h, lengths))[0]
+                outs.append(reverse_within_length(rev, lengths))
+            h = torch.cat(outs, dim=-1) if len(outs) == 2 else outs[0]
+            if i < len(self.layers) - 1:
+                h = self.drop(h)
+        pooled = self.pool(h, lengths, mask)
+        return self.head(self.drop(pooled))
+
+    def pool(self, h: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kind = self.cfg.pooling
+        if kind == "last":
+            hid = self.cfg.hidden_dim
+            last = h[torch.arange(h.size(0), device=h.device), lengths - 1]
+            if self.cfg.bidirectional:  # backward state is complete at position 0
+                return torch.cat([last[:, :hid], h[:, 0, hid:]], dim=-1)
+            return last
+        if kind == "mean":
+            return masked_mean(h, mask)
+        if kind == "max":
+            return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+        pooled, weights = self.attention(h, mask)
+        self.last_attention = weights.detach()
+        return pooled
+
+
+class TransformerClassifier(nn.Module):
+    """Embedding + learned positions → nn.TransformerEncoder (key-padding mask) → mean/CLS → linear."""
+
+    def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig, max_length: int):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.embed = nn.Embedding(vocab_size, d, padding_idx=PAD_ID)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d)) if cfg.pooling == "cls" else None
+        self.pos = nn.Embedding(max_length + 1, d)
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.hidden_dim, cfg.dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, norm=nn.LayerNorm(d),
+                                             enable_nested_tensor=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(d, num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(h.size(0), -1, -1), h], dim=1)
+            lengths = lengths + 1
+        h = self.drop(h + self.pos(torch.arange(h.size(1), device=h.device))[None])
+        mask = padding_mask(lengths, h.size(1))
+        h = self.encoder(h, src_key_padding_mask=~mask)
+        pooled = h[:, 0] if self.cls is not None else masked_mean(h, mask)
+        return self.head(self.drop(pooled))
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int, max_length: int) -> nn.Module:
+    if cfg.kind == "rnn":
+        return RNNClassifier(vocab_size, num_classes, cfg)
+    return TransformerClassifier(vocab_size, num_classes, cfg, max_length)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

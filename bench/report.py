@@ -1,0 +1,267 @@
+"""Build REPORT.md and its plots from a run folder's files alone (`python -m bench.report DIR`).
+
+Nothing here trains or reads the raw data: every number comes from runs.csv, epochs.csv,
+config.json, datasets.json and environment.json, so anyone can recompute it. Output is
+deterministic: running it twice gives a byte-identical REPORT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.config import BenchError  # noqa: E402
+from bench.results import atomic_write_bytes, atomic_write_text, read_tables  # noqa: E402
+
+DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
+MODEL_ORDER = ["rnn", "attn_rnn", "transformer"]
+AG_NEWS_FULL_TRAIN = 120_000
+
+
+def _save_fig(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(frame["model"]))
+    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
+
+
+def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path) -> None:
+    """Train (eval-mode subset) vs validation accuracy and loss per epoch, mean ± sd over seeds."""
+    models = _models(epochs)
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharex=True)
+    for j, model in enumerate(models):
+        sub = epochs[epochs["model"] == model]
+        for i, (metric, label) in enumerate([("acc", "accuracy"), ("loss", "loss")]):
+            ax = axes[i][j]
+            long = pd.concat([
+                pd.DataFrame({"epoch": sub["epoch"], "value": sub[f"train_eval_{metric}"], "split": "train"}),
+                pd.DataFrame({"epoch": sub["epoch"], "value": sub[f"val_{metric}"], "split": "validation"}),
+            ])
+            sns.lineplot(data=long, x="epoch", y="value", hue="split", errorbar="sd", marker="o", ax=ax,
+                         legend=(i == 0 and j == 0))
+            ax.set_title(f"{model}: {label}")
+            ax.set_ylabel(label)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: learning curves (mean ± sd over seeds)")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def plot_gap(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+    """Overfitting gap (train acc − val acc, at the restored epoch) per model, one point per seed."""
+    models = _models(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (col, label) in zip(axes, [("gap_acc", "train acc − val acc"), ("gap_loss", "val loss − train loss")]):
+        sns.barplot(data=runs, x="model", y=col, order=models, errorbar="sd", alpha=0.45, ax=ax, color="tab:blue")
+        sns.stripplot(data=runs, x="model", y=col, order=models, color="black", size=6, ax=ax)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel(label)
+        ax.set_title(label)
+    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: overfitting gap at the selected epoch "
+                 "(bar: mean ± sd; dots: seeds)")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _mean_sd(values: pd.Series, pct: bool = True, digits: int = 2) -> str:
+    scale = 100 if pct else 1
+    v = values.dropna() * scale
+    if v.empty:
+        return "–"
+    if len(v) == 1:
+        return f"{v.iloc[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def model_table(runs: pd.DataFrame) -> str:
+    rows = ["| model | params | seeds | test acc % | best val acc % | gap: train−val acc (pp) | "
+            "gap: val−train loss | best epoch | train time / seed | train tokens/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model in _models(runs):
+        sub = runs[(runs["model"] == model) & (runs["status"] == "ok")]
+        n_fail = int(((runs["model"] == model) & (runs["status"] != "ok")).sum())
+        params = ", ".join(f"{int(p):,}" for p in sorted(set(runs.loc[runs["model"] == model, "params"])))
+        seeds = f"{len(sub)}" + (f" (+{n_fail} failed)" if n_fail else "")
+        rows.append(f"| {model} | {params} | {seeds} | {_mean_sd(sub['test_acc'])} | {_mean_sd(sub['best_val_acc'])} "
+                    f"| {_mean_sd(sub['gap_acc'])} | {_mean_sd(sub['gap_loss'], pct=False, digits=3)} "
+                    f"| {_mean_sd(sub['best_epoch'], pct=False, digits=1)} "
+                    f"| {_mean_sd(sub['train_seconds'], pct=False, digits=0)} s "
+                    f"| {_mean_sd(sub['train_tokens_per_s'], pct=False, digits=0)} |")
+    return "\n".join(rows)
+
+
+def _paired(runs: pd.DataFrame, a: str, b: str, col: str) -> pd.Series:
+    """Per-seed difference a − b for seeds where both finished."""
+    ok = runs[runs["status"] == "ok"]
+    wide = ok.pivot_table(index="seed", columns="model", values=col)
+    if a not in wide or b not in wide:
+        return pd.Series(dtype=float)
+    return (wide[a] - wide[b]).dropna()
+
+
+def _describe_diff(d: pd.Series, what: str, unit_scale: float = 100, unit: str = "pp",
+                   higher_is: str = "higher") -> str:
+    if d.empty:
+        return f"{what}: no paired seeds."
+    wins = int((d > 0).sum())
+    sd = f", sd {d.std(ddof=1) * unit_scale:.2f}" if len(d) > 1 else ""
+    return (f"{what}: mean difference {d.mean() * unit_scale:+.2f} {unit}{sd}, range "
+            f"[{d.min() * unit_scale:+.2f}, {d.max() * unit_scale:+.2f}]; {higher_is} in {wins} of {len(d)} seeds")
+
+
+def verdict(runs: pd.DataFrame, dataset: str) -> str:
+    """A plain-words, descriptive reading of the paired per-seed differences."""
+    lines = []
+    ok = runs[runs["status"] == "ok"]
+    models = set(ok["model"])
+    if {"rnn", "attn_rnn"} <= models:
+        dv = _paired(runs, "attn_rnn", "rnn", "best_val_acc")
+        dt = _paired(runs, "attn_rnn", "rnn", "test_acc")
+        dg = _paired(runs, "attn_rnn", "rnn", "gap_acc")
+        lines.append("- " + _describe_diff(dv, "Validation accuracy, attn_rnn − rnn", higher_is="attention higher"))
+        lines.append("- " + _describe_diff(dt, "Test accuracy, attn_rnn − rnn", higher_is="attention higher"))
+        lines.append("- " + _describe_diff(dg, "Overfitting gap (train − val acc), attn_rnn − rnn",
+                                           higher_is="attention's gap larger"))
+        lift = (not dt.empty) and dt.mean() > 0 and (dt > 0).all()
+        shrink = (not dg.empty) and dg.mean() < 0 and (dg < 0).all()
+        lift_word = ("attention lifted test accuracy in every seed" if lift else
+                     "attention did not lift test accuracy consistently across seeds")
+        gap_word = ("and shrank the overfitting gap in every seed" if shrink else
+                    "and did not shrink the overfitting gap consistently")
+        lines.append(f"- Reading: on {DATASET_TITLES.get(dataset, dataset)}, {lift_word}, {gap_word}.")
+    if "transformer" in models:
+        for other in ("attn_rnn", "rnn"):
+            if other in models:
+                d = _paired(runs, "transformer", other, "test_acc")
+                lines.append("- " + _describe_diff(d, f"Test accuracy, transformer − {other}",
+                                                   higher_is="transformer higher"))
+    return "\n".join(lines)
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def render(run_dir: Path, report_dir: Path) -> str:
+    """The report's markdown, with image links relative to `report_dir`."""
+    runs, epochs = read_tables(run_dir)
+    if runs.empty:
+        raise BenchError(f"{run_dir}/runs.csv has no runs yet")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    env = json.loads((run_dir / "environment.json").read_text())
+    dsets_path = run_dir / "datasets.json"
+    dsets = json.loads(dsets_path.read_text()) if dsets_path.exists() else {}
+    d, t = cfg["data"], cfg["train"]
+    out = [
+        "# Does attention pooling help a GRU? — bench report",
+        "",
+        f"_Generated by `python -m bench.report {_rel(run_dir, Path.cwd())}` from the CSV and JSON files in that "
+        "folder; not edited by hand._",
+        "",
+        "The claim under test: *adding attention to a GRU lifts validation accuracy and reduces overfitting*. "
+        "`rnn` is a GRU classifier reading the hidden state at each text's last real token; `attn_rnn` is the "
+        "same network with masked additive attention pooling over all time steps; `transformer` is a "
+        "Transformer encoder with masked mean pooling, at a similar parameter count.",
+        "",
+        "## Setup",
+        "",
+        f"- Budget **{cfg['budget']}**: {cfg.get('description', '')}",
+        f"- Seeds {', '.join(str(s) for s in cfg['seeds'])}, paired: seed *k* gives every model the same "
+        "initialisation stream, dropout stream and batch order; the validation split is the same for all "
+        f"(stratified {d['val_fraction']:.0%} of train, split seed {d['split_seed']}).",
+        f"- Text: word-level vocabulary of at most {d['vocab_size']:,} words trained on the training part only "
+        f"(HF `tokenizers`, lower-cased={d['lowercase']}, `<br />` removed), texts cut to the first "
+        f"{d['max_length']} tokens.",
+        f"- Training: AdamW (lr {t['lr']:g} unless a model sets its own, weight decay {t['weight_decay']:g}), "
+        f"gradient clipping {t['grad_clip']:g}, LR schedule {t['lr_schedule']}, batch {t['batch_size']}, "
+        f"at most {t['epochs']} epochs, early stopping on validation loss (patience {t['patience']}); the best "
+        "epoch's weights are restored before the single test evaluation.",
+        "- Overfitting gap: accuracy on a fixed eval-mode subset of the training data "
+        f"({d['train_eval_size']:,} texts) minus validation accuracy at the selected epoch "
+        "(and validation loss minus that subset's loss).",
+        f"- Hardware: {env.get('gpu') or env.get('processor')}, {env.get('cpu_count')} CPU cores, "
+        f"{env.get('torch_threads')} torch threads, device `{env['device']}`; Python {env['python']}, "
+        f"torch {env['torch']}, datasets {env['datasets']}, tokenizers {env['tokenizers']}; "
+        f"git {env['git_sha'][:12]}.",
+    ]
+    for name, info in dsets.items():
+        line = (f"- {DATASET_TITLES.get(name, name)}: {info['train']:,} train / {info['val']:,} validation / "
+                f"{info['test']:,} test texts, vocabulary {info['vocab_size']:,}, "
+                f"{info['truncated_fraction']:.0%} of test texts truncated; source `{info['source']}`.")
+        full_train = info["train"] + info["val"]
+        if name == "ag_news" and full_train < AG_NEWS_FULL_TRAIN:
+            line += (f" **AG News was trained on a {full_train:,}-row subset of the {AG_NEWS_FULL_TRAIN:,} "
+                     "training rows, so its accuracies are below published full-data numbers.**")
+        out.append(line)
+    plots = run_dir / "plots"
+    for dataset in sorted(set(runs["dataset"]), key=lambda s: list(DATASET_TITLES).index(s)
+                          if s in DATASET_TITLES else 99):
+        title = DATASET_TITLES.get(dataset, dataset)
+        r = runs[runs["dataset"] == dataset]
+        e = epochs[epochs["dataset"] == dataset]
+        out += ["", f"## {title}", "", model_table(r), ""]
+        failed = r[r["status"] != "ok"]
+        for _, row in failed.iterrows():
+            out.append(f"- failed: {row['model']} seed {row['seed']}: {row['reason']}")
+        if not e.empty:
+            curves, gap = plots / f"{dataset}_curves.png", plots / f"{dataset}_gap.png"
+            plot_learning_curves(e, dataset, curves)
+            plot_gap(r[r["status"] == "ok"], dataset, gap)
+            out += [f"![{title} learning curves]({_rel(curves, report_dir)})", "",
+                    f"![{title} overfitting gap]({_rel(gap, report_dir)})", ""]
+        out += [f"### Verdict on {title} (descriptive)", "", verdict(r, dataset), ""]
+    out += ["## What this does not show yet", "",
+            "The verdicts above describe paired per-seed differences only; with few seeds they are not "
+            "significance tests. Confidence intervals, paired tests and effect sizes belong in a "
+            "statistical-comparison section.", ""]
+    return "\n".join(out)
+
+
+def write_report(run_dir: Path, extra: Path | None = None) -> list[Path]:
+    """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "runs.csv").is_file():
+        raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
+    written = []
+    for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
+        if target.exists() and target.is_dir():
+            raise BenchError(f"report path {target} is a folder")
+        atomic_write_text(target, render(run_dir, target.parent))
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.report",
+                                description="Regenerate REPORT.md and plots from a results folder's files alone.")
+    p.add_argument("run_dir", help="a results folder, e.g. results/quick")
+    p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
+    args = p.parse_args(argv)
+    try:
+        for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None):
+            print(f"wrote {path}")
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Fit and evaluate one model on one dataset: epochs, early stopping, per-epoch metrics.
+
+Validation decides early stopping and the restored checkpoint; the test split is never
+touched here except through `evaluate`, which the caller runs once, after fitting.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bench.config import BenchError, TrainConfig
+from bench.data import EncodedData, Split, iterate_batches
+
+log = logging.getLogger("bench")
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the run is recorded as failed with this reason."""
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    probs: np.ndarray  # [N, classes] in split order
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda' or 'auto' → a torch.device; asking for CUDA without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda was requested but CUDA is not available here "
+                             "(use --device cpu or --device auto)")
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise BenchError(f"unknown device '{name}' (choose cpu, cuda or auto)")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(device: torch.device) -> None:
+    """Deterministic kernels (slower on CUDA); CPU kernels used here are deterministic already."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cpu")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type != "cuda" or not amp:
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    if cfg.lr_schedule == "none":
+        return None
+    warmup = max(1, int(cfg.warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1.0 - progress if cfg.lr_schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int,
+             amp: bool = True) -> EvalResult:
+    """Mean cross-entropy, accuracy and class probabilities over a whole split."""
+    model.eval()
+    probs = None
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for ids, lengths, labels, idx in iterate_batches(split, batch_size, shuffle=False):
+        y = _to_device(labels, device)
+        with _autocast(device, amp):
+            logits = model(_to_device(ids, device), _to_device(lengths, device)).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        p = torch.softmax(logits, dim=-1).cpu().numpy()
+        if probs is None:
+            probs = np.zeros((len(split), p.shape[1]), dtype=np.float32)
+        probs[idx] = p
+    acc = float((probs.argmax(1) == split.labels).mean())
+    return EvalResult(loss=float(loss_sum.item()) / len(split), acc=acc, probs=probs)
+
+
+def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
+        device: torch.device, seed: int, desc: str = "") -> FitResult:
+    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch."""
+    model.to(device)
+    opt_kwargs = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    sched = _schedule(opt, cfg, steps_per_epoch * cfg.epochs)
+    use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    result = FitResult()
+    best_loss, best_state, since_best = math.inf, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        tokens = 0
+        start = time.perf_counter()
+        batches = iterate_batches(data.train, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                  chunk=cfg.bucket_chunk)
+        for ids, lengths, labels, _ in tqdm(batches, total=steps_per_epoch, leave=False, disable=None,
+                                            desc=f"{desc} epoch {epoch}"):
+            y = _to_device(labels, device)
+            with _autocast(device, cfg.amp):
+                logits = model(_to_device(ids, device), _to_device(lengths, device))
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.detach().double() * len(labels)
+            correct += (logits.detach().argmax(-1) == y).sum()
+            tokens += int(lengths.sum())
+        train_loss = float(loss_sum.item()) / len(data.train)  # one sync per epoch
+        seconds = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
+        val = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
+        tr_eval = evaluate(model, data.train_eval, device, cfg.eval_batch_size, cfg.amp)
+        result.train_seconds += seconds
+        result.train_tokens += tokens
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": int(correct.item()) / len(data.train),
+               "train_eval_loss": tr_eval.loss, "train_eval_acc": tr_eval.acc,
+               "val_loss": val.loss, "val_acc": val.acc, "gap_acc": tr_eval.acc - val.acc,
+               "gap_loss": val.loss - tr_eval.loss, "lr": opt.param_groups[0]["lr"],
+               "epoch_seconds": seconds, "train_tokens_per_s": tokens / seconds}
+        result.history.append(row)
+        log.info("%s epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | gap %.4f | %.0fs, %.0f tok/s",
+                 desc, epoch, train_loss, row["train_acc"], val.loss, val.acc, row["gap_acc"],
+                 seconds, row["train_tokens_per_s"])
+        if not math.isfinite(val.loss):
+            raise TrainingDiverged(f"validation loss became {val.loss} in epoch {epoch}")
+        if val.loss < best_loss:
+            best_loss, since_best, result.best_epoch = val.loss, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                log.info("%s: early stop after epoch %d (best epoch %d)", desc, epoch, result.best_epoch)
+                break
+    model.load_state_dict(best_state)
+    return result
