@@ -123,6 +123,8 @@ def validate(cfg: Config) -> Config:
     for name in cfg.datasets:
         if name not in DATASETS:
             raise BenchError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    if not cfg.models:
+        raise BenchError("config key 'models' must list at least one model")
     for name in cfg.models:
         if name not in cfg.model:
             raise BenchError(f"model '{name}' has no [model.{name}] section in the config "

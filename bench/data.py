@@ -84,18 +84,31 @@ def _source_fingerprint(dataset: str, data_dir: Path | None) -> str:
     return "local:" + json.dumps(stats, sort_keys=True)
 
 
+def _check_parquet(dataset: str, split: str, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except Exception:
+        raise BenchError(f"{path} is not a readable parquet file (expected columns text, label)") from None
+    if rows == 0:
+        raise BenchError(f"{dataset}/{split}: the split is empty ({path})")
+
+
 def load_raw(dataset: str, data_dir: Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
     """Return {"train": (texts, labels), "test": (texts, labels)} from local parquet or the hub."""
     import datasets
 
     datasets.disable_progress_bars()
     if data_dir is not None:
-        files = _local_files(dataset, data_dir)
-        try:
-            dd = datasets.load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
-        except Exception as exc:  # pyarrow / datasets raise many types for a bad file
-            raise BenchError(f"cannot read parquet files under {data_dir / dataset}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        dd = {}
+        for split, path in _local_files(dataset, data_dir).items():
+            _check_parquet(dataset, split, path)
+            try:  # one split at a time, so each file's own schema is checked, not a cast to the other's
+                dd[split] = datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
+            except Exception as exc:  # pyarrow / datasets raise many types for a bad file
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise BenchError(f"cannot read parquet file {path}: {type(exc).__name__}: {first}") from None
     else:
         try:
             dd = datasets.load_dataset(HUB_NAMES[dataset])

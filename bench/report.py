@@ -201,6 +201,9 @@ def render(run_dir: Path, report_dir: Path) -> str:
         f"torch {env['torch']}, datasets {env['datasets']}, tokenizers {env['tokenizers']}; "
         f"git {env['git_sha'][:12]}.",
     ]
+    wall = runs["wall_seconds"].sum()
+    out.append(f"- Compute: {len(runs)} training runs took {wall / 60:.1f} min of wall time in total "
+               f"(training, evaluation and test; data preparation not included).")
     for name, info in dsets.items():
         line = (f"- {DATASET_TITLES.get(name, name)}: {info['train']:,} train / {info['val']:,} validation / "
                 f"{info['test']:,} test texts, vocabulary {info['vocab_size']:,}, "

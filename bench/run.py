@@ -162,6 +162,7 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
     from bench.models import build_model, count_parameters
     from bench.train import TrainingDiverged, evaluate, fit, seed_everything
 
+    started = time.perf_counter()
     mcfg = cfg.model[model_name]
     seed_everything(seed)  # same seed → same init stream, dropout stream and data order for every model
     model = build_model(mcfg, data.vocab_size, data.num_classes, cfg.data.max_length)
@@ -182,7 +183,8 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
                best_val_loss=best["val_loss"], test_acc=test.acc, test_loss=test.loss,
                train_acc=best["train_acc"], train_eval_acc=best["train_eval_acc"], gap_acc=best["gap_acc"],
                gap_loss=best["gap_loss"], train_seconds=fitted.train_seconds,
-               train_tokens_per_s=fitted.train_tokens / fitted.train_seconds)
+               train_tokens_per_s=fitted.train_tokens / fitted.train_seconds,
+               wall_seconds=time.perf_counter() - started)
     log.info("%s: test acc %.4f (best epoch %d)", desc, test.acc, fitted.best_epoch)
     preds = pd.DataFrame({"row": data.test.rows, "label": data.test.labels, "pred": test.probs.argmax(1),
                           "length": data.test.lengths})

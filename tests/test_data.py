@@ -1,0 +1,114 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.config import BenchError, DataConfig
+from bench.data import PAD_ID, UNK_ID, Split, iterate_batches, prepare, train_tokenizer
+from conftest import SHARED_DATA, keyword_texts, write_dataset
+
+CFG = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=100)
+
+
+def test_offline_parquet_load_split_and_encode(keyword_dir, tmp_path):
+    data = prepare("imdb", CFG, keyword_dir, tmp_path / "cache")
+    assert (len(data.train), len(data.val), len(data.test)) == (1080, 120, 400)
+    assert len(data.train_eval) == 100
+    # stratified: both classes equally represented in validation
+    assert np.bincount(data.val.labels).tolist() == [60, 60]
+    # train and validation are disjoint rows of the original train split
+    assert not set(data.train.rows) & set(data.val.rows)
+    assert set(data.train_eval.rows) <= set(data.train.rows)
+    # padding only after each text's length, never inside it
+    for split in (data.train, data.test):
+        pos = np.arange(split.ids.shape[1])[None, :]
+        assert (split.ids[pos >= split.lengths[:, None]] == PAD_ID).all()
+        assert (split.ids[pos < split.lengths[:, None]] != PAD_ID).all()
+    assert not data.cache_hit
+
+
+def test_second_prepare_uses_the_cache_and_gives_identical_arrays(keyword_dir, tmp_path, caplog):
+    first = prepare("imdb", CFG, keyword_dir, tmp_path / "cache")
+    with caplog.at_level(logging.INFO, logger="bench"):
+        second = prepare("imdb", CFG, keyword_dir, tmp_path / "cache")
+    assert second.cache_hit and "loaded from cache" in caplog.text
+    np.testing.assert_array_equal(first.train.ids, second.train.ids)
+    np.testing.assert_array_equal(first.test.labels, second.test.labels)
+    # another tokenizer setting is another cache entry
+    third = prepare("imdb", DataConfig(**{**CFG.__dict__, "max_length": 20}), keyword_dir, tmp_path / "cache")
+    assert not third.cache_hit and third.train.ids.shape[1] == 20
+
+
+def test_corrupted_cache_is_detected_and_rebuilt(keyword_dir, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    good = prepare("imdb", CFG, keyword_dir, cache)
+    (path,) = cache.glob("*.npz")
+    path.write_bytes(path.read_bytes()[:200])
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        rebuilt = prepare("imdb", CFG, keyword_dir, cache)
+    assert "unreadable" in caplog.text and not rebuilt.cache_hit
+    np.testing.assert_array_equal(good.train.ids, rebuilt.train.ids)
+    assert prepare("imdb", CFG, keyword_dir, cache).cache_hit
+
+
+def test_vocabulary_comes_from_training_texts_only():
+    tok = train_tokenizer(["good movie<br />great", "bad movie"], DataConfig(vocab_size=50, min_frequency=1))
+    vocab = tok.get_vocab()
+    assert {"good", "movie", "great", "bad"} <= set(vocab)
+    assert "br" not in vocab  # IMDB's <br /> is removed before tokenizing
+    assert tok.encode("unseen").ids == [UNK_ID]
+    assert tok.encode("GOOD").ids == [vocab["good"]]  # lower-cased
+
+
+@pytest.mark.parametrize("train, message", [
+    (pd.DataFrame({"review": ["a b"], "label": [0]}), "expected columns 'text' and 'label'"),
+    (pd.DataFrame({"text": ["a b", "c d"], "label": [0, 5]}), "labels must be in 0..1"),
+    (pd.DataFrame({"text": ["a b", "c d"], "label": [0.5, 1.0]}), "label must be an integer"),
+    (pd.DataFrame({"text": ["a b", "  "], "label": [0, 1]}), "empty or non-string texts"),
+    (pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=int)}), "the split is empty"),
+])
+def test_bad_data_is_a_one_line_error(tmp_path, train, message):
+    root = write_dataset(tmp_path, "imdb", train, keyword_texts(10, 1))
+    with pytest.raises(BenchError) as err:
+        prepare("imdb", CFG, root, tmp_path / "cache")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_folder_split_and_non_parquet_file(tmp_path):
+    with pytest.raises(BenchError, match="data folder not found"):
+        prepare("imdb", CFG, tmp_path / "nowhere", tmp_path / "cache")
+    (tmp_path / "imdb").mkdir()
+    keyword_texts(10, 0).to_parquet(tmp_path / "imdb" / "train.parquet")
+    with pytest.raises(BenchError, match="missing test split"):
+        prepare("imdb", CFG, tmp_path, tmp_path / "cache")
+    (tmp_path / "imdb" / "test.parquet").write_text("this is not parquet")
+    with pytest.raises(BenchError, match="not a readable parquet file"):
+        prepare("imdb", CFG, tmp_path, tmp_path / "cache")
+
+
+def test_bucketed_batches_cover_each_example_once_and_cut_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000)
+    ids = np.where(np.arange(200)[None, :] < lengths[:, None], 5, PAD_ID).astype(np.int32)
+    split = Split(ids, lengths, rng.integers(0, 2, size=1000), np.arange(1000))
+    seen, padded = [], 0
+    for b_ids, b_len, b_lab, idx in iterate_batches(split, 32, shuffle=True, seed=1, epoch=1, chunk=10):
+        assert b_ids.shape == (len(idx), b_len.max())
+        np.testing.assert_array_equal(b_lab, split.labels[idx])
+        seen.extend(idx)
+        padded += b_ids.size
+    assert sorted(seen) == list(range(1000))
+    assert padded < 0.6 * (1000 * 200)  # far less than padding every batch to max length
+    # same seed and epoch → same order; another epoch → another order
+    order = lambda s, e: [tuple(i) for *_, i in iterate_batches(split, 32, shuffle=True, seed=s, epoch=e)]
+    assert order(1, 1) == order(1, 1) and order(1, 1) != order(1, 2)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "imdb" / "train.parquet").exists(), reason="../shared/data/imdb absent")
+def test_real_imdb_loads_offline(tmp_path):
+    cfg = DataConfig(vocab_size=5000, max_length=64, train_subset=2000, train_eval_size=200)
+    data = prepare("imdb", cfg, SHARED_DATA, tmp_path / "cache")
+    assert len(data.train) + len(data.val) == 2000 and len(data.test) == 25000
+    assert set(np.unique(data.test.labels)) == {0, 1}
+    assert data.vocab_size == 5000

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from bench import config
+from bench.config import ModelConfig
+from bench.models import AdditivePooling, RNNClassifier, build_model, count_parameters, padding_mask
+
+RNN_VARIANTS = [
+    dict(pooling="last"), dict(pooling="mean"), dict(pooling="max"), dict(pooling="attention"),
+    dict(pooling="last", bidirectional=True), dict(pooling="attention", bidirectional=True, layers=2),
+    dict(pooling="last", cell="lstm", layers=2), dict(pooling="max", cell="lstm", bidirectional=True),
+]
+
+
+def _batch(seed=0, vocab=50, lengths=(7, 3, 11, 1)):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    ids = torch.randint(2, vocab, (len(lengths), int(lengths.max())), generator=g)
+    ids[~padding_mask(lengths, ids.size(1))] = 0
+    return ids, lengths
+
+
+@pytest.mark.parametrize("overrides", RNN_VARIANTS + [dict(kind="transformer", pooling="mean", hidden_dim=32),
+                                                      dict(kind="transformer", pooling="cls", hidden_dim=32)])
+def test_extra_padding_does_not_change_the_logits(overrides):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**dict(embed_dim=16, hidden_dim=12, heads=2, dropout=0.0), **overrides})
+    model = build_model(cfg, vocab_size=50, num_classes=3, max_length=40).eval()
+    ids, lengths = _batch()
+    padded = torch.cat([ids, torch.zeros(ids.size(0), 9, dtype=ids.dtype)], dim=1)
+    with torch.no_grad():
+        a, b = model(ids, lengths), model(padded, lengths)
+        # each text alone (no padding at all) gives the same logits as inside the batch
+        alone = torch.cat([model(ids[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_gives_padding_zero_weight_and_sums_to_one():
+    pool = AdditivePooling(8, 4)
+    h = torch.randn(3, 6, 8)
+    mask = padding_mask(torch.tensor([6, 2, 4]), 6)
+    _, w = pool(h, mask)
+    assert torch.all(w[~mask] == 0)
+    torch.testing.assert_close(w.sum(1), torch.ones(3))
+
+
+def test_attention_adds_only_a_few_hundred_parameters_over_the_baseline():
+    quick = config.load(config.budget_path("quick"))
+    base = count_parameters(RNNClassifier(20000, 2, quick.model["rnn"]))
+    attn = count_parameters(RNNClassifier(20000, 2, quick.model["attn_rnn"]))
+    h, a = quick.model["attn_rnn"].hidden_dim, quick.model["attn_rnn"].attn_dim
+    assert attn - base == h * a + a + a  # W (h×a) + bias (a) + v (a)
+    assert attn - base < 0.001 * base
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+def test_default_budgets_are_comparable_and_capped(budget):
+    cfg = config.load(config.budget_path(budget))
+    counts = {name: count_parameters(build_model(cfg.model[name], 20000, 2, cfg.data.max_length))
+              for name in cfg.models}
+    assert max(counts.values()) <= 2_500_000
+    assert max(counts.values()) <= 1.25 * min(counts.values())
+
+
+def test_rnn_last_pooling_reads_the_real_last_token():
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=8, hidden_dim=6, pooling="last", dropout=0.0)
+    model = RNNClassifier(30, 2, cfg).eval()
+    ids, lengths = _batch(vocab=30)
+    with torch.no_grad():
+        h, _ = model.layers[0][0](model.embed(ids))
+        pooled = model.pool(h, lengths, padding_mask(lengths, ids.size(1)))
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(pooled[i], h[i, n - 1])

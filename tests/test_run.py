@@ -1,0 +1,133 @@
+"""The CLI end to end, in subprocesses, on tiny synthetic data."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import results
+from conftest import keyword_texts, run_cli, write_dataset
+
+
+def _args(tmp_path, cfg, data_dir, *extra):
+    return ["--config", str(cfg), "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out"), "--report", str(tmp_path / "REPORT.md"), "--device", "cpu", *extra]
+
+
+def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config, keyword_dir):
+    proc = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,attn_rnn", "--epochs", "1"))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    runs, epochs = results.read_tables(out)
+    assert len(runs) == 4 and set(runs["model"]) == {"rnn", "attn_rnn"} and set(runs["seed"]) == {0, 1}
+    assert (runs["status"] == "ok").all() and runs["test_acc"].between(0, 1).all()
+    assert len(epochs) == 4 and not epochs[results.EPOCH_COLUMNS].isna().any().any()
+    assert (runs["params"] > 0).all()
+    preds = pd.read_csv(results.predictions_path(out, "imdb", "attn_rnn", 0))
+    assert len(preds) == 400 and {"row", "label", "pred", "prob_0", "prob_1"} <= set(preds.columns)
+    assert (preds["pred"] == preds[["prob_0", "prob_1"]].to_numpy().argmax(1)).all()
+    env = json.loads((out / "environment.json").read_text())
+    assert {"torch", "git_sha", "device", "python"} <= set(env)
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| attn_rnn |" in report and "Verdict" in report
+    assert (out / "plots" / "imdb_curves.png").stat().st_size > 1000
+    assert (out / "plots" / "imdb_gap.png").exists()
+
+    # rerun: finished units are skipped; adding a model runs only the new units
+    again = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "all", "--epochs", "1"))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already finished, skipped") == 4
+    assert "cache hit" in again.stderr
+    runs2, _ = results.read_tables(out)
+    assert len(runs2) == 6
+    pd.testing.assert_frame_equal(runs2[runs2["model"] != "transformer"].reset_index(drop=True),
+                                  runs.reset_index(drop=True))
+
+    # the report is rebuilt from the files alone, byte-identically
+    first = (out / "REPORT.md").read_bytes()
+    rep = run_cli(str(out), module="bench.report")
+    assert rep.returncode == 0, rep.stderr
+    assert (out / "REPORT.md").read_bytes() == first
+
+    # a different config into the same folder is refused, naming the key, and nothing changes
+    before = (out / "runs.csv").read_bytes()
+    clash = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--epochs", "2"))
+    assert clash.returncode == 2 and "'train.epochs' differs" in clash.stderr
+    assert "Traceback" not in clash.stderr
+    assert (out / "runs.csv").read_bytes() == before
+
+
+def test_same_command_twice_gives_identical_metrics(tmp_path, tiny_config, keyword_dir):
+    timing = ["train_seconds", "train_tokens_per_s", "epoch_seconds"]
+    tables = []
+    for name in ("a", "b"):
+        args = _args(tmp_path / name, tiny_config, keyword_dir, "--models", "attn_rnn", "--seeds", "5",
+                     "--epochs", "2", "--report", "none")
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        runs, epochs = results.read_tables(tmp_path / name / "out")
+        tables.append((runs.drop(columns=[c for c in timing if c in runs]),
+                       epochs.drop(columns=[c for c in timing if c in epochs])))
+    pd.testing.assert_frame_equal(tables[0][0], tables[1][0])
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--models", "rnn,cnn"], "unknown model 'cnn'"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--seeds", "1,x"], "malformed --seeds"),
+    (["--seeds", "1,,2"], "malformed --seeds"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--budget", "huge", "--config", ""], "unknown budget 'huge'"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, tiny_config, keyword_dir, extra, message):
+    args = _args(tmp_path, tiny_config, keyword_dir, *extra)
+    if "--budget" in extra:
+        i = args.index("--config")
+        del args[i:i + 2]
+        args = [a for a in args if a != ""]
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "out" / "runs.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path, tiny_config, keyword_dir):
+    proc = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--device", "cuda"))
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
+
+
+def test_bad_data_and_out_paths_are_one_line_errors(tmp_path, tiny_config, keyword_dir):
+    bad = write_dataset(tmp_path / "bad", "imdb", keyword_texts(20, 0).rename(columns={"text": "review"}),
+                        keyword_texts(10, 1))
+    proc = run_cli(*_args(tmp_path, tiny_config, bad))
+    assert proc.returncode == 2 and "expected columns 'text' and 'label'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli(*_args(tmp_path, tiny_config, tmp_path / "missing"))
+    assert proc.returncode == 2 and "data folder not found" in proc.stderr
+    (tmp_path / "file").write_text("x")
+    args = _args(tmp_path, tiny_config, keyword_dir)
+    args[args.index("--out") + 1] = str(tmp_path / "file")
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_no_local_data_and_no_hub_says_how_to_point_at_files(tmp_path, tiny_config):
+    args = _args(tmp_path, tiny_config, "x")
+    i = args.index("--data-dir")
+    del args[i:i + 2]
+    proc = run_cli(*args, env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 2, proc.stderr
+    assert "--data-dir" in proc.stderr and "BENCH_DATA_DIR" in proc.stderr
+
+
+def test_help_lists_every_option():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for opt in ("--models", "--dataset", "--device", "--seeds", "--config", "--data-dir", "--out", "--epochs",
+                "--budget", "--report"):
+        assert opt in proc.stdout

@@ -1,0 +1,95 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import BenchError, DataConfig, ModelConfig, TrainConfig
+from bench.data import prepare
+from bench.models import build_model
+from bench.train import TrainingDiverged, evaluate, fit, resolve_device, seed_everything
+
+DATA = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=200)
+MODELS = {
+    "rnn": ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, pooling="last", dropout=0.0),
+    "attn_rnn": ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, pooling="attention", dropout=0.0),
+    "transformer": ModelConfig(kind="transformer", embed_dim=16, hidden_dim=32, heads=2, dropout=0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def keyword_data(keyword_dir, tmp_path_factory):
+    return prepare("imdb", DATA, keyword_dir, tmp_path_factory.mktemp("cache"))
+
+
+def _train(data, name, epochs=6, seed=0, lr=1e-2, **train):
+    seed_everything(seed)
+    model = build_model(MODELS[name], data.vocab_size, data.num_classes, DATA.max_length)
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, patience=epochs, **train)
+    result = fit(model, data, cfg, lr=lr, device=torch.device("cpu"), seed=seed, desc=name)
+    return model, result
+
+
+@pytest.mark.parametrize("name", ["rnn", "attn_rnn", "transformer"])
+def test_each_model_learns_the_keyword_task(keyword_data, name):
+    model, result = _train(keyword_data, name)
+    test = evaluate(model, keyword_data.test, torch.device("cpu"), 128)
+    assert test.acc > 0.9, f"{name} reached only {test.acc:.3f} on a task a keyword decides"
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    row = result.history[0]
+    assert math.isclose(row["gap_acc"], row["train_eval_acc"] - row["val_acc"])
+    assert row["train_tokens_per_s"] > 0 and row["epoch_seconds"] > 0
+
+
+def test_same_seed_same_metrics_different_seed_different(keyword_data):
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_tokens_per_s")} for r in h]
+    _, a = _train(keyword_data, "attn_rnn", epochs=2, seed=3)
+    _, b = _train(keyword_data, "attn_rnn", epochs=2, seed=3)
+    _, c = _train(keyword_data, "attn_rnn", epochs=2, seed=4)
+    assert strip(a.history) == strip(b.history)
+    assert strip(a.history) != strip(c.history)
+
+
+def test_best_epoch_weights_are_restored(keyword_data):
+    model, result = _train(keyword_data, "rnn", epochs=4, lr_schedule="cosine")
+    best = result.history[result.best_epoch - 1]
+    assert best["val_loss"] == min(r["val_loss"] for r in result.history)
+    val = evaluate(model, keyword_data.val, torch.device("cpu"), 128)
+    assert val.loss == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_early_stopping_stops_after_patience(keyword_data):
+    seed_everything(0)
+    model = build_model(MODELS["rnn"], keyword_data.vocab_size, 2, DATA.max_length)
+    # lr = 0 never improves after epoch 1, so patience 1 stops at epoch 2
+    result = fit(model, keyword_data, TrainConfig(epochs=5, batch_size=64, patience=1), lr=0.0,
+                 device=torch.device("cpu"), seed=0)
+    assert len(result.history) == 2 and result.best_epoch == 1
+
+
+def test_nan_loss_fails_the_run_with_a_reason(keyword_data):
+    seed_everything(0)
+    model = build_model(MODELS["rnn"], keyword_data.vocab_size, 2, DATA.max_length)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        fit(model, keyword_data, TrainConfig(epochs=2, batch_size=64, grad_clip=0), lr=1e-3,
+            device=torch.device("cpu"), seed=0)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(BenchError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BenchError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_training_with_amp_learns(keyword_data):
+    seed_everything(0)
+    model = build_model(MODELS["attn_rnn"], keyword_data.vocab_size, 2, DATA.max_length)
+    fit(model, keyword_data, TrainConfig(epochs=5, batch_size=32), lr=1e-2, device=torch.device("cuda"), seed=0)
+    assert evaluate(model, keyword_data.test, torch.device("cuda"), 128).acc > 0.9
