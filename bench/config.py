@@ -41,7 +41,7 @@ class ModelConfig:
     hidden_dim: int = 128        # RNN hidden size per direction; Transformer feed-forward width
     layers: int = 1
     dropout: float = 0.2
-    pooling: str = "last"        # rnn: last | mean | max | attention; transformer: mean | cls
+    pooling: str = ""            # rnn: last | mean | max | attention; transformer: mean | cls ("" = last / mean)
     cell: str = "gru"            # rnn only: gru | lstm
     bidirectional: bool = False  # rnn only
     attn_dim: int = 8            # additive-attention width (pooling = "attention")
@@ -153,6 +153,7 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'train.warmup_fraction' must be in [0, 1), got {t.warmup_fraction}")
     for name, m in cfg.model.items():
         p = f"model.{name}."
+        m.pooling = m.pooling or ("mean" if m.kind == "transformer" else "last")
         for key in ("embed_dim", "hidden_dim", "layers", "attn_dim", "heads"):
             _positive(p + key, getattr(m, key))
         if not 0 <= m.dropout < 1:

@@ -81,7 +81,7 @@ class RNNClassifier(nn.Module):
         return self.head(self.drop(pooled))
 
     def pool(self, h: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kind = self.cfg.pooling
+        kind = self.cfg.pooling or "last"
         if kind == "last":
             hid = self.cfg.hidden_dim
             last = h[torch.arange(h.size(0), device=h.device), lengths - 1]

@@ -25,8 +25,15 @@ log = logging.getLogger("bench")
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m bench.run",
         description="Train and compare rnn / attn_rnn / transformer text classifiers over several "
                     "seeds, write CSV results and regenerate REPORT.md.")

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest and never oversubscribes the CPU
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -27,6 +30,7 @@ min_frequency = 1
 train_eval_size = 200
 
 [train]
+threads = 1
 epochs = 2
 batch_size = 32
 eval_batch_size = 128
