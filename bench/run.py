@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--report", default="REPORT.md",
                    help="where to write the generated report besides <out>/REPORT.md ('none' to skip); "
                         "default REPORT.md")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run in --out, first moving existing results there to <out>.oldN")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs (quick runs)")
     p.add_argument("--deterministic", action="store_true",
                    help="force deterministic kernels (CUDA: slower; CPU results are deterministic anyway)")
@@ -139,10 +141,23 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
     return None if old == new else prefix.rstrip(".")
 
 
-def prepare_out_dir(out: Path, cfg: Config) -> None:
+def set_aside(out: Path) -> Path:
+    """Move an existing run folder to a new sibling name (never deleting anything)."""
+    n = 1
+    while (target := out.with_name(f"{out.name}.old{n}")).exists():
+        n += 1
+    out.rename(target)
+    return target
+
+
+def prepare_out_dir(out: Path, cfg: Config, fresh: bool = False) -> None:
     """Create the run folder, or check that an existing one was made with the same settings."""
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file, not a folder")
+    if fresh and out.exists():
+        log.info("--fresh: previous results moved to %s", set_aside(out))
+    for stale in out.rglob(".*.tmp") if out.exists() else []:
+        stale.unlink()  # a write interrupted by kill -9; its target file is intact
     stored_path = out / "config.json"
     new = cfg.to_dict()
     if stored_path.exists():
@@ -153,7 +168,7 @@ def prepare_out_dir(out: Path, cfg: Config) -> None:
         diff = _first_difference(_settings(old), _settings(new))
         if diff:
             raise BenchError(f"{out} holds results made with a different config ('{diff}' differs); "
-                             f"use another --out to keep both")
+                             f"use another --out, or --fresh to move the old results aside")
         for key in ("datasets", "models", "seeds"):  # the folder holds the union of units
             new[key] = list(dict.fromkeys(old.get(key, []) + new[key]))
         new["model"] = {**old.get("model", {}), **new["model"]}
@@ -165,6 +180,7 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
     """Train one model with one seed, evaluate it on test once, save predictions and the record."""
     import numpy as np
     import pandas as pd
+    import torch
 
     from bench.models import build_model, count_parameters
     from bench.train import TrainingDiverged, evaluate, fit, seed_everything
@@ -180,11 +196,14 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
            "params": params, "device": str(device), "config_hash": cfg.unit_hash(model_name), "git_sha": sha}
     try:
         fitted = fit(model, data, cfg.train, lr=mcfg.lr or cfg.train.lr, device=device, seed=seed, desc=desc)
+        test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
     except TrainingDiverged as exc:
         log.warning("%s failed: %s", desc, exc)
         run.update(status="failed", reason=str(exc))
         return {"run": run, "epochs": [], "model_config": dataclasses.asdict(mcfg)}
-    test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
+    except torch.cuda.OutOfMemoryError:
+        raise BenchError(f"{desc}: CUDA out of memory; lower train.batch_size, train.eval_batch_size or "
+                         "data.max_length in the config") from None
     best = fitted.history[fitted.best_epoch - 1]
     run.update(best_epoch=fitted.best_epoch, epochs_run=len(fitted.history), best_val_acc=best["val_acc"],
                best_val_loss=best["val_loss"], test_acc=test.acc, test_loss=test.loss,
@@ -226,7 +245,7 @@ def execute(args: argparse.Namespace) -> int:
         set_deterministic(device)
     out = Path(args.out) if args.out else Path("results") / cfg.budget
     data_dir = Path(args.data_dir) if args.data_dir else None
-    prepare_out_dir(out, cfg)
+    prepare_out_dir(out, cfg, fresh=args.fresh)
     if cfg.description:
         log.info("budget '%s': %s", cfg.budget, cfg.description)
     env = environment(device)

@@ -12,6 +12,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -122,8 +123,13 @@ def evaluate(model: torch.nn.Module, split: Split, device: torch.device, batch_s
 
 
 def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
-        device: torch.device, seed: int, desc: str = "") -> FitResult:
-    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch."""
+        device: torch.device, seed: int, desc: str = "",
+        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
+
+    `on_epoch(epoch, row)` runs after each epoch's record (tuning reports and prunes there;
+    an exception it raises ends the fit).
+    """
     model.to(device)
     opt_kwargs = {"fused": True} if device.type == "cuda" else {}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
@@ -178,6 +184,8 @@ def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: floa
                  seconds, row["train_tokens_per_s"])
         if not math.isfinite(val.loss):
             raise TrainingDiverged(f"validation loss became {val.loss} in epoch {epoch}")
+        if on_epoch is not None:
+            on_epoch(epoch, row)
         if val.loss < best_loss:
             best_loss, since_best, result.best_epoch = val.loss, 0, epoch
             best_state = copy.deepcopy(model.state_dict())

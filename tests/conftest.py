@@ -97,7 +97,12 @@ def tiny_config(tmp_path) -> Path:
 def run_cli(*args: str, module: str = "bench.run", env: dict | None = None, cwd: Path | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a bench CLI in a subprocess, as a user would."""
-    full_env = {k: v for k, v in os.environ.items() if k != "BENCH_DATA_DIR"}
-    full_env.update({"PYTHONPATH": str(REPO), **(env or {})})
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or REPO, timeout=timeout)
+                          env=cli_env(env), cwd=cwd or REPO, timeout=timeout)
+
+
+def cli_env(extra: dict | None = None) -> dict:
+    """The environment a CLI subprocess gets: this one, minus BENCH_DATA_DIR, plus the repo on the path."""
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATA_DIR"}
+    env.update({"PYTHONPATH": str(REPO), **(extra or {})})
+    return env

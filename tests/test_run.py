@@ -1,12 +1,16 @@
 """The CLI end to end, in subprocesses, on tiny synthetic data."""
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
 import torch
 
 from bench import results
-from conftest import keyword_texts, run_cli, write_dataset
+from conftest import REPO, cli_env, keyword_texts, run_cli, write_dataset
 
 
 def _args(tmp_path, cfg, data_dir, *extra):
@@ -133,3 +137,41 @@ def test_help_lists_every_option():
     for opt in ("--models", "--dataset", "--device", "--seeds", "--config", "--data-dir", "--out", "--epochs",
                 "--budget", "--report"):
         assert opt in proc.stdout
+
+
+def test_kill_9_mid_run_then_rerun_gives_every_row_exactly_once(tmp_path, tiny_config, keyword_dir):
+    args = _args(tmp_path, tiny_config, keyword_dir, "--epochs", "2", "--report", "none")
+    units = tmp_path / "out" / "units"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *args], env=cli_env(), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (units.exists() and len(list(units.glob("*.json"))) >= 2) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.name: p.read_bytes() for p in units.glob("*.json")}
+    assert 2 <= len(finished_before) < 6
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stderr.count("already finished, skipped") == len(finished_before)
+    runs, epochs = results.read_tables(tmp_path / "out")
+    assert len(runs) == 6 and not runs.duplicated(["dataset", "model", "seed"]).any()
+    assert len(epochs) == runs["epochs_run"].sum()
+    assert not epochs.duplicated(["dataset", "model", "seed", "epoch"]).any()
+    for name, data in finished_before.items():  # finished units were not re-run
+        assert (units / name).read_bytes() == data
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_fresh_moves_old_results_aside(tmp_path, tiny_config, keyword_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"train": {"epochs": 99}}))
+    (out / "runs.csv").write_text("old")
+    proc = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn", "--seeds", "0", "--epochs", "1",
+                          "--report", "none", "--fresh"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.old1" / "runs.csv").read_text() == "old"
+    assert len(results.read_tables(out)[0]) == 1
