@@ -27,7 +27,7 @@ NUM_CLASSES = {"imdb": 2, "ag_news": 4}
 CLASS_NAMES = {"imdb": ["negative", "positive"], "ag_news": ["World", "Sports", "Business", "Sci/Tech"]}
 PAD_ID, UNK_ID = 0, 1
 SPECIAL_TOKENS = ["[PAD]", "[UNK]"]
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
 
@@ -246,11 +246,11 @@ def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
         raw = load_raw(dataset, data_dir)
         source = str(data_dir / dataset) if data_dir is not None else f"hub:{HUB_NAMES[dataset]}"
         train_texts, train_labels = raw["train"]
-        tr, va, _ = split_train(train_labels, cfg)
+        tr, va, ev = split_train(train_labels, cfg)
         log.info("%s: training a %d-word vocabulary on %d training texts", dataset, cfg.vocab_size, len(tr))
         tok = train_tokenizer([train_texts[i] for i in tr], cfg)
         tokenizer_json = tok.to_str()
-        arrays = {}
+        arrays = {"split_train": tr, "split_val": va, "split_train_eval": ev}
         for name, (texts, labels) in raw.items():
             ids, lengths = encode(tok, texts, cfg.max_length)
             arrays.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels})
@@ -260,7 +260,7 @@ def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
                       np.arange(len(arrays["train_labels"])))
     test = Split(arrays["test_ids"], arrays["test_lengths"], arrays["test_labels"],
                  np.arange(len(arrays["test_labels"])))
-    tr, va, ev = split_train(train_all.labels, cfg)
+    tr, va, ev = arrays["split_train"], arrays["split_val"], arrays["split_train_eval"]
     train = train_all.subset(tr)
     from tokenizers import Tokenizer
 

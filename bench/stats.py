@@ -1,0 +1,720 @@
+"""Statistical comparison of models over paired seeds, from a run folder's files alone.
+
+Seed k gives every model the same split, data order and initialisation stream, so the per-seed
+results of two models are paired. Everything here reads runs.csv and predictions/*.csv.gz and
+returns plain tables, so each number can be recomputed with scipy / statsmodels by anyone.
+Randomised steps (bootstrap, ASO) use fixed seeds: the same inputs give the same outputs.
+No torch import: this runs on a laptop next to a results folder.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: E402
+from statsmodels.stats.multitest import multipletests  # noqa: E402
+
+from bench.config import BenchError  # noqa: E402
+from bench.results import atomic_write_bytes, atomic_write_csv, predictions_path  # noqa: E402
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0
+ASO_SEED = 1234
+MODEL_ORDER = ["rnn", "attn_rnn", "transformer"]
+DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
+# metric -> (label, True when higher is better)
+METRICS = {
+    "test_acc": ("test accuracy", True),
+    "gap_acc": ("overfitting gap (train − val acc)", False),
+    "best_val_acc": ("best validation accuracy", True),
+}
+MCNEMAR_EXACT_BELOW = 25
+LENGTH_BINS = 4
+
+COMPARISON_COLUMNS = [
+    "dataset", "metric", "model_a", "model_b", "n", "mean_a", "mean_b", "mean_diff", "sd_diff", "ci_low",
+    "ci_high", "wins_a", "t_stat", "t_p", "wilcoxon_stat", "wilcoxon_p", "wilcoxon_method", "shapiro_p",
+    "primary_test", "p_primary", "p_holm", "significant_holm", "d_z", "cliffs_delta", "aso_eps", "aso_eps_reverse",
+    "aso_reading", "mcnemar_seeds", "mcnemar_seeds_sig", "mcnemar_sig_a_better", "mcnemar_sig_b_better",
+    "wilcoxon_min_p", "seeds_needed",
+]
+SUMMARY_COLUMNS = ["dataset", "model", "metric", "n", "mean", "std", "median", "min", "max", "ci_low", "ci_high",
+                   "ci_method"]
+LENGTH_COLUMNS = ["dataset", "model", "bin", "length_lo", "length_hi", "n_examples", "n_seeds", "mean_acc", "sd_acc",
+                  "ci_low", "ci_high"]
+
+
+# ---------------------------------------------------------------- one sample
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval of the mean; (nan, nan) for n < 2, a point when all values are equal."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    mean, sem = float(x.mean()), float(stats.sem(x))
+    if sem == 0:
+        return mean, mean
+    lo, hi = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem)
+    return float(lo), float(hi)
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE,
+            seed: int = BOOTSTRAP_SEED) -> tuple[float, float, str]:
+    """95% CI of the mean: BCa bootstrap (fixed seed) when n ≥ 3, else (or if BCa degenerates) a t-interval."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan, "none (n < 2)"
+    if len(x) >= 3 and np.ptp(x) > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap((x,), np.mean, confidence_level=confidence, method="BCa",
+                                  rng=np.random.default_rng(seed))
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if np.isfinite(lo) and np.isfinite(hi):
+            return lo, hi, "bootstrap BCa"
+    lo, hi = t_interval(x, confidence)
+    return lo, hi, "t"
+
+
+def describe(values: Sequence[float]) -> dict[str, float | int | str]:
+    """n, mean, sd, median, min, max and a 95% CI of the mean of one model's per-seed values."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "median": math.nan, "min": math.nan, "max": math.nan,
+                "ci_low": math.nan, "ci_high": math.nan, "ci_method": "none (n < 2)"}
+    lo, hi, method = mean_ci(x)
+    return {"n": len(x), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+            "median": float(np.median(x)), "min": float(x.min()), "max": float(x.max()),
+            "ci_low": lo, "ci_high": hi, "ci_method": method}
+
+
+# ---------------------------------------------------------------- effect sizes and ASO
+
+
+def cohens_dz(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cohen's d_z for paired data: mean(a − b) / sd(a − b) (ddof 1); ±inf when the differences never vary."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) < 2:
+        return math.nan
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return math.nan if d.mean() == 0 else math.copysign(math.inf, float(d.mean()))
+    return float(d.mean() / sd)
+
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cliff's delta, P(a > b) − P(a < b) over all (a_i, b_j) pairs: a rank effect size in [−1, 1]."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan
+    diff = x[:, None] - y[None, :]
+    return float(((diff > 0).sum() - (diff < 0).sum()) / diff.size)
+
+
+def _quantiles(sorted_rows: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Empirical quantile function F⁻¹(p) = x_(ceil(n p)), row-wise, as in deepsig / Dror et al.'s code."""
+    n = sorted_rows.shape[-1]
+    idx = np.clip(np.ceil(n * p).astype(int) - 1, 0, n - 1)
+    return np.take_along_axis(sorted_rows, np.broadcast_to(idx, sorted_rows.shape[:-1] + idx.shape[-1:]), axis=-1)
+
+
+def _violation_ratio(a_sorted: np.ndarray, b_sorted: np.ndarray, dt: float) -> np.ndarray:
+    """ε_W2: the share of the squared Wasserstein distance where A's quantiles fall below B's (row-wise)."""
+    t = np.arange(dt, 1, dt)
+    f, g = _quantiles(a_sorted, t), _quantiles(b_sorted, t)
+    diff = g - f
+    w2 = np.sum(diff ** 2 * dt, axis=-1)
+    diff = np.where(f >= g, 0.0, diff)
+    violation = np.sum(diff[..., 1:] ** 2 * dt, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w2 == 0, 0.5, violation / np.where(w2 == 0, 1, w2))
+
+
+def aso_epsilon(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE, num_comparisons: int = 1,
+                bootstrap_iterations: int = 1000, dt: float = 0.005, seed: int = ASO_SEED) -> float:
+    """ε_min of Almost Stochastic Order (Dror et al. 2019) for "A is better than B" (higher = better).
+
+    Follows deepsig.aso 1.2.8 step by step (same quantile function, integration grid, per-iteration
+    seeding seed+1, seed+2, …, and Bonferroni-adjusted confidence), so it returns deepsig's number for
+    the same seed without depending on its joblib/dill/psutil stack. ε < 0.5: A almost stochastically
+    dominates B; ε < 0.2: strongly so; ε near 0.5: no order; ε near 1: B dominates A.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan
+    if num_comparisons > 1:
+        confidence += (1 - confidence) / num_comparisons
+    xs, ys = np.sort(x), np.sort(y)
+    ratio = float(_violation_ratio(xs[None, :], ys[None, :], dt)[0])
+    ua, ub = np.empty((bootstrap_iterations, len(x))), np.empty((bootstrap_iterations, len(y)))
+    state = np.random.RandomState()
+    for k in range(bootstrap_iterations):  # deepsig reseeds the global legacy generator per iteration
+        state.seed(seed + k + 1)
+        ua[k], ub[k] = state.uniform(0, 1, len(x)), state.uniform(0, 1, len(y))
+    sample_a = np.sort(_quantiles(np.broadcast_to(xs, ua.shape), ua), axis=1)
+    sample_b = np.sort(_quantiles(np.broadcast_to(ys, ub.shape), ub), axis=1)
+    samples = _violation_ratio(sample_a, sample_b, dt)
+    const = math.sqrt(len(x) * len(y) / (len(x) + len(y)))
+    sigma = float(np.std(const * (samples - ratio)))
+    return float(np.clip(ratio - (1 / const) * sigma * stats.norm.ppf(1 - confidence), 0, 1))
+
+
+def aso_reading(eps: float, a: str = "A", b: str = "B") -> str:
+    """Plain words for ε_min (thresholds of Dror et al. 2019 / Ulmer et al. 2022)."""
+    if not np.isfinite(eps):
+        return "undefined"
+    if eps < 0.2:
+        return f"{a} strongly dominates {b}"
+    if eps < 0.5:
+        return f"{a} almost dominates {b}"
+    return f"no dominance of {a} over {b}"
+
+
+# ---------------------------------------------------------------- paired tests
+
+
+def wilcoxon_min_p(n: int) -> float:
+    """Smallest two-sided p the exact Wilcoxon signed-rank test can give with n pairs: 2 / 2^n."""
+    return 1.0 if n < 1 else min(1.0, 2.0 ** (1 - n))
+
+
+def seeds_needed(alpha: float = ALPHA) -> int:
+    """Fewest paired seeds for which the exact Wilcoxon test can reach p < alpha at all."""
+    n = 1
+    while wilcoxon_min_p(n) >= alpha:
+        n += 1
+    return n
+
+
+def seed_warning(n: int, alpha: float = ALPHA) -> str | None:
+    """A warning when n paired seeds cannot make the exact Wilcoxon test significant, whatever the data."""
+    if wilcoxon_min_p(n) < alpha:
+        return None
+    return (f"With {n} paired seeds the exact Wilcoxon signed-rank test cannot go below p = {wilcoxon_min_p(n):.4g} "
+            f"(all seeds in one direction), so it can never reach p < {alpha:g}; at least {seeds_needed(alpha)} "
+            f"seeds are needed (10 recommended).")
+
+
+def wilcoxon_test(d: Sequence[float]) -> tuple[float, float, str]:
+    """Wilcoxon signed-rank on paired differences, exact when possible.
+
+    No ties or zeros and n ≤ 50: scipy's exact null distribution. Ties or zeros with ≤ 13 nonzero
+    differences: exhaustive sign-flip enumeration (exact under ties). Otherwise the normal approximation.
+    """
+    d = np.asarray(d, dtype=float)
+    nonzero = d[d != 0]
+    if len(nonzero) == 0:
+        return math.nan, 1.0, "all differences zero"
+    ties = len(np.unique(np.abs(nonzero))) < len(nonzero)
+    if not ties and len(nonzero) == len(d) and len(d) <= 50:
+        method, name = "exact", "exact"
+    elif len(nonzero) <= 13:
+        method, name = stats.PermutationMethod(n_resamples=2 ** 13), "exact (sign-flip enumeration, ties)"
+    else:
+        method, name = "approx", "normal approximation"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.wilcoxon(d, method=method)
+    return float(res.statistic), float(res.pvalue), name
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], higher_is_better: bool = True,
+                      aso_comparisons: int = 1) -> dict[str, float | int | str]:
+    """Every paired statistic for model A vs model B (same seeds, same order): difference = A − B.
+
+    Shapiro–Wilk on the differences picks the primary test: t-test when normality is not rejected
+    at 0.05, Wilcoxon otherwise or when Shapiro cannot run (n < 3, or differences that never vary).
+    ASO is computed for "A better than B" (on −score when lower is better) and the reverse.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("paired samples must have the same length")
+    d = x - y
+    n = len(d)
+    out: dict[str, float | int | str] = {"n": n, "mean_a": float(x.mean()) if n else math.nan,
+                                         "mean_b": float(y.mean()) if n else math.nan,
+                                         "mean_diff": float(d.mean()) if n else math.nan,
+                                         "sd_diff": float(d.std(ddof=1)) if n > 1 else math.nan,
+                                         "wins_a": int((d > 0).sum() if higher_is_better else (d < 0).sum())}
+    out["ci_low"], out["ci_high"] = t_interval(d)
+    varies = n > 1 and np.ptp(d) > 0
+    if varies:
+        res = stats.ttest_rel(x, y)
+        out["t_stat"], out["t_p"] = float(res.statistic), float(res.pvalue)
+    else:  # t is undefined when the differences have no spread
+        out["t_stat"], out["t_p"] = math.nan, (1.0 if n > 1 and d.mean() == 0 else math.nan)
+    if n >= 1:
+        out["wilcoxon_stat"], out["wilcoxon_p"], out["wilcoxon_method"] = wilcoxon_test(d)
+    else:
+        out["wilcoxon_stat"], out["wilcoxon_p"], out["wilcoxon_method"] = math.nan, math.nan, "no pairs"
+    out["shapiro_p"] = float(stats.shapiro(d).pvalue) if n >= 3 and varies else math.nan
+    use_t = np.isfinite(out["shapiro_p"]) and out["shapiro_p"] >= ALPHA and np.isfinite(out["t_p"])
+    out["primary_test"] = "paired t" if use_t else "wilcoxon"
+    out["p_primary"] = out["t_p"] if use_t else out["wilcoxon_p"]
+    out["d_z"] = cohens_dz(x, y)
+    out["cliffs_delta"] = cliffs_delta(x, y)
+    sign = 1.0 if higher_is_better else -1.0
+    out["aso_eps"] = aso_epsilon(sign * x, sign * y, num_comparisons=aso_comparisons) if n else math.nan
+    out["aso_eps_reverse"] = aso_epsilon(sign * y, sign * x, num_comparisons=aso_comparisons) if n else math.nan
+    out["wilcoxon_min_p"] = wilcoxon_min_p(n)
+    out["seeds_needed"] = seeds_needed()
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (statsmodels); NaNs stay NaN and are not counted in the family."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = multipletests(p[finite], alpha=ALPHA, method="holm")[1]
+    return adjusted
+
+
+# ---------------------------------------------------------------- per-example tests
+
+
+def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, float | int | str]:
+    """McNemar's test on two models' per-example correctness (same examples, same order).
+
+    Exact binomial form when the discordant count is below 25, else chi-square with continuity
+    correction (statsmodels). n_a_only: A right and B wrong; n_b_only: the reverse.
+    """
+    ca, cb = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    table = np.array([[np.sum(ca & cb), np.sum(ca & ~cb)], [np.sum(~ca & cb), np.sum(~ca & ~cb)]])
+    discordant = int(table[0, 1] + table[1, 0])
+    exact = discordant < MCNEMAR_EXACT_BELOW
+    if discordant == 0:
+        stat, p = math.nan, 1.0
+    else:
+        res = sm_mcnemar(table, exact=exact, correction=True)
+        stat, p = float(res.statistic), float(res.pvalue)
+    return {"n_examples": int(len(ca)), "n_a_only": int(table[0, 1]), "n_b_only": int(table[1, 0]),
+            "statistic": stat, "p": p, "method": "exact binomial" if exact else "chi-square, continuity corrected",
+            "acc_a": float(ca.mean()) if len(ca) else math.nan, "acc_b": float(cb.mean()) if len(cb) else math.nan}
+
+
+def read_predictions(run_dir: Path, dataset: str, model: str, seed: int) -> pd.DataFrame | None:
+    """One unit's test predictions sorted by row, or None when the file is missing."""
+    path = predictions_path(Path(run_dir), dataset, model, int(seed))
+    if not path.is_file():
+        return None
+    return pd.read_csv(path).sort_values("row", kind="stable").reset_index(drop=True)
+
+
+def mcnemar_by_seed(run_dir: Path, dataset: str, model_a: str, model_b: str,
+                    seeds: Iterable[int]) -> pd.DataFrame:
+    """McNemar per seed for the seeds where both models left predictions."""
+    rows = []
+    for seed in seeds:
+        pa, pb = (read_predictions(run_dir, dataset, m, seed) for m in (model_a, model_b))
+        if pa is None or pb is None:
+            continue
+        both = pa[["row", "label", "pred"]].merge(pb[["row", "label", "pred"]], on="row", suffixes=("_a", "_b"))
+        if len(both) != len(pa) or len(both) != len(pb) or (both["label_a"] != both["label_b"]).any():
+            raise BenchError(f"{dataset} seed {seed}: {model_a} and {model_b} predictions cover different test rows")
+        res = mcnemar_test(both["pred_a"] == both["label_a"], both["pred_b"] == both["label_b"])
+        rows.append({"dataset": dataset, "model_a": model_a, "model_b": model_b, "seed": int(seed), **res})
+    return pd.DataFrame(rows, columns=["dataset", "model_a", "model_b", "seed", "n_examples", "n_a_only", "n_b_only",
+                                       "statistic", "p", "method", "acc_a", "acc_b"])
+
+
+def mcnemar_agreement(per_seed: pd.DataFrame, alpha: float = ALPHA) -> dict[str, int]:
+    """How many seeds McNemar calls significant for A, for B, and in the majority direction."""
+    sig = per_seed[per_seed["p"] < alpha]
+    a_better = int((sig["n_a_only"] > sig["n_b_only"]).sum())
+    b_better = int((sig["n_b_only"] > sig["n_a_only"]).sum())
+    return {"mcnemar_seeds": int(len(per_seed)), "mcnemar_seeds_sig": max(a_better, b_better),
+            "mcnemar_sig_a_better": a_better, "mcnemar_sig_b_better": b_better}
+
+
+# ---------------------------------------------------------------- accuracy by input length
+
+
+def length_bin_edges(lengths: Sequence[float], bins: int = LENGTH_BINS) -> np.ndarray:
+    """Quantile edges of the token lengths; repeated edges (e.g. many truncated texts) are merged."""
+    edges = np.unique(np.quantile(np.asarray(lengths, dtype=float), np.linspace(0, 1, bins + 1)))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+    return edges
+
+
+def assign_length_bins(lengths: Sequence[float], edges: np.ndarray) -> np.ndarray:
+    """Bin index per example: bin i holds (edges[i], edges[i+1]], the first bin also its lower edge."""
+    idx = np.searchsorted(edges, np.asarray(lengths, dtype=float), side="left") - 1
+    return np.clip(idx, 0, len(edges) - 2)
+
+
+def accuracy_by_length(run_dir: Path, runs: pd.DataFrame, bins: int = LENGTH_BINS) -> pd.DataFrame:
+    """Per dataset × model × seed × length bin: accuracy on the test examples in that bin.
+
+    The edges are quantiles of the dataset's test lengths, shared by every model and seed.
+    """
+    ok = runs[runs["status"] == "ok"]
+    rows = []
+    for dataset in _datasets(ok):
+        sub = ok[ok["dataset"] == dataset]
+        preds = {}
+        for model, seed in sub[["model", "seed"]].itertuples(index=False):
+            frame = read_predictions(run_dir, dataset, model, seed)
+            if frame is not None:
+                preds[(model, int(seed))] = frame
+        if not preds:
+            continue
+        lengths = pd.concat([f[["row", "length"]] for f in preds.values()]).drop_duplicates("row")["length"]
+        edges = length_bin_edges(lengths, bins)
+        for model in _models(sub):
+            for seed in sorted(s for m, s in preds if m == model):
+                frame = preds[(model, seed)]
+                idx = assign_length_bins(frame["length"], edges)
+                correct = (frame["pred"] == frame["label"]).to_numpy()
+                for b in range(len(edges) - 1):
+                    mask = idx == b
+                    rows.append({"dataset": dataset, "model": model, "seed": seed, "bin": b,
+                                 "length_lo": float(edges[b]), "length_hi": float(edges[b + 1]),
+                                 "n_examples": int(mask.sum()),
+                                 "acc": float(correct[mask].mean()) if mask.any() else math.nan})
+    return pd.DataFrame(rows, columns=["dataset", "model", "seed", "bin", "length_lo", "length_hi", "n_examples",
+                                       "acc"])
+
+
+def length_bin_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy per dataset × model × bin over seeds, with a 95% t-interval."""
+    rows = []
+    for (dataset, model, b), g in per_seed.groupby(["dataset", "model", "bin"], sort=False):
+        acc = g["acc"].dropna().to_numpy()
+        lo, hi = t_interval(acc)
+        rows.append({"dataset": dataset, "model": model, "bin": int(b), "length_lo": g["length_lo"].iloc[0],
+                     "length_hi": g["length_hi"].iloc[0], "n_examples": int(g["n_examples"].iloc[0]),
+                     "n_seeds": len(acc), "mean_acc": float(acc.mean()) if len(acc) else math.nan,
+                     "sd_acc": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=LENGTH_COLUMNS)
+
+
+# ---------------------------------------------------------------- tables over a run
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(frame["model"]))
+    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
+
+
+def _datasets(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["dataset"])
+    return [d for d in DATASET_TITLES if d in present] + sorted(present - set(DATASET_TITLES))
+
+
+def model_pairs(models: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair as (challenger, reference): the later model in MODEL_ORDER is compared against the earlier."""
+    return [(b, a) for a, b in itertools.combinations(models, 2)]
+
+
+def model_summary(runs: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """Per dataset × model × metric over the seeds that finished (status ok)."""
+    ok = runs[runs["status"] == "ok"]
+    rows = []
+    for dataset in _datasets(ok):
+        sub = ok[ok["dataset"] == dataset]
+        for model in _models(sub):
+            for metric in metrics:
+                values = sub.loc[sub["model"] == model, metric].to_numpy(dtype=float)
+                rows.append({"dataset": dataset, "model": model, "metric": metric, **describe(values)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def paired_values(runs: pd.DataFrame, dataset: str, metric: str, model_a: str, model_b: str) -> pd.DataFrame:
+    """Seed, value of A, value of B for the seeds where both finished, sorted by seed."""
+    ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
+    wide = ok.pivot_table(index="seed", columns="model", values=metric, aggfunc="first")
+    if model_a not in wide or model_b not in wide:
+        return pd.DataFrame(columns=["seed", "a", "b"])
+    both = wide[[model_a, model_b]].dropna().sort_index()
+    return pd.DataFrame({"seed": both.index.to_numpy(), "a": both[model_a].to_numpy(),
+                         "b": both[model_b].to_numpy()})
+
+
+def comparisons(runs: pd.DataFrame, run_dir: Path | None = None,
+                pairs: Sequence[tuple[str, str]] | None = None,
+                metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """Paired comparisons of (model_a, model_b) per dataset and metric, Holm-adjusted over all rows.
+
+    `pairs` defaults to every model pair; pass [(variant, reference), …] for ablations. When
+    `run_dir` is given, McNemar per seed on the test predictions fills the mcnemar_* columns
+    of the test_acc rows. The ASO confidence is Bonferroni-adjusted over the same family.
+    """
+    ok = runs[runs["status"] == "ok"]
+    plan = []
+    for dataset in _datasets(ok):
+        sub = ok[ok["dataset"] == dataset]
+        present = _models(sub)
+        for model_a, model_b in (pairs if pairs is not None else model_pairs(present)):
+            if model_a in present and model_b in present:
+                for metric in metrics:
+                    plan.append((dataset, metric, model_a, model_b))
+    rows = []
+    for dataset, metric, model_a, model_b in plan:
+        pv = paired_values(runs, dataset, metric, model_a, model_b)
+        if pv.empty:
+            continue
+        row = {"dataset": dataset, "metric": metric, "model_a": model_a, "model_b": model_b,
+               **paired_comparison(pv["a"], pv["b"], METRICS.get(metric, ("", True))[1], max(1, len(plan)))}
+        row["aso_reading"] = aso_reading(row["aso_eps"], model_a, model_b)
+        if run_dir is not None and metric == "test_acc":
+            row.update(mcnemar_agreement(mcnemar_by_seed(run_dir, dataset, model_a, model_b, pv["seed"])))
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    frame["p_holm"] = holm(frame["p_primary"].to_numpy(dtype=float))
+    frame["significant_holm"] = frame["p_holm"] < ALPHA
+    for col in ("mcnemar_seeds", "mcnemar_seeds_sig", "mcnemar_sig_a_better", "mcnemar_sig_b_better"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def _read_runs(run_dir: Path) -> pd.DataFrame:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BenchError(f"{run_dir} is not a folder")
+    path = run_dir / "runs.csv"
+    if not path.is_file():
+        raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
+    try:
+        runs = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise BenchError(f"{path} is unreadable: {exc}") from None
+    missing = [c for c in ("dataset", "model", "seed", "status", *METRICS) if c not in runs.columns]
+    if missing:
+        raise BenchError(f"{path} lacks column(s) {', '.join(missing)}")
+    if not (runs["status"] == "ok").any():
+        raise BenchError(f"{path} has no finished runs yet")
+    return runs
+
+
+def compare(run_dir: Path) -> pd.DataFrame:
+    """Compute every statistic of the run and write comparisons.csv, model_summary.csv, length_bins.csv
+    (and length_bins_by_seed.csv, the per-seed values behind the bins) into the run folder."""
+    run_dir = Path(run_dir)
+    runs = _read_runs(run_dir)
+    table = comparisons(runs, run_dir)
+    per_seed = accuracy_by_length(run_dir, runs)
+    atomic_write_csv(run_dir / "comparisons.csv", table)
+    atomic_write_csv(run_dir / "model_summary.csv", model_summary(runs))
+    atomic_write_csv(run_dir / "length_bins.csv", length_bin_summary(per_seed))
+    atomic_write_csv(run_dir / "length_bins_by_seed.csv", per_seed)
+    return table
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _save_fig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+    """One point per seed over a box, per model, for test accuracy and the overfitting gap."""
+    ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
+    models = _models(ok)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("test_acc", "gap_acc")):
+        data = ok.assign(value=ok[metric] * 100)
+        sns.boxplot(data=data, x="model", y="value", order=models, color="lightgrey", showfliers=False,
+                    width=0.5, ax=ax)
+        sns.stripplot(data=data, x="model", y="value", order=models, color="black", size=6, jitter=False, ax=ax)
+        ax.set_ylabel(f"{METRICS[metric][0]} (%)")
+        ax.set_xlabel("")
+        ax.set_title(METRICS[metric][0])
+    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: per-seed results (dots: seeds; box: quartiles)")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def plot_forest(table: pd.DataFrame, dataset: str, path: Path) -> None:
+    """Paired differences A − B (percentage points) with their 95% t-intervals, one row per comparison."""
+    sub = table[table["dataset"] == dataset].iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(sub) + 1.2))
+    y = np.arange(len(sub))
+    mean = sub["mean_diff"].to_numpy(dtype=float) * 100
+    lo, hi = sub["ci_low"].to_numpy(dtype=float) * 100, sub["ci_high"].to_numpy(dtype=float) * 100
+    ax.errorbar(mean, y, xerr=[np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)], fmt="o", color="black",
+                capsize=3)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(y, [f"{r.model_a} − {r.model_b}: {r.metric}" for r in sub.itertuples()])
+    ax.set_xlabel("paired difference (percentage points), mean and 95% CI over seeds")
+    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: paired differences")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path) -> None:
+    """Test accuracy per length bin and model: mean over seeds with 95% t-interval."""
+    sub = summary[summary["dataset"] == dataset]
+    models = _models(sub)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(models))
+    for k, model in enumerate(models):
+        m = sub[sub["model"] == model].sort_values("bin")
+        x = m["bin"].to_numpy() + (k - (len(models) - 1) / 2) * width
+        mean = m["mean_acc"].to_numpy(dtype=float) * 100
+        lo, hi = m["ci_low"].to_numpy(dtype=float) * 100, m["ci_high"].to_numpy(dtype=float) * 100
+        ax.errorbar(x, mean, yerr=[np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)], fmt="o-", capsize=3,
+                    label=model)
+    bins = sub.drop_duplicates("bin").sort_values("bin")
+    ax.set_xticks(bins["bin"], [f"{r.length_lo:g}–{r.length_hi:g}\n(n={r.n_examples})" for r in bins.itertuples()])
+    ax.set_xlabel("test text length in tokens (quantile bins)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: accuracy by input length (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _pct(v: float, digits: int = 2) -> str:
+    return "–" if not np.isfinite(v) else f"{v * 100:.{digits}f}"
+
+
+def _pp(v: float, digits: int = 2) -> str:
+    return "–" if not np.isfinite(v) else f"{v * 100:+.{digits}f}"
+
+
+def _num(v: float, fmt: str = ".2f") -> str:
+    if v is None or pd.isna(v):
+        return "–"
+    if np.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return format(float(v), fmt)
+
+
+def _p(v: float) -> str:
+    if not np.isfinite(v):
+        return "–"
+    return "<0.0001" if v < 1e-4 else f"{v:.4f}"
+
+
+def _summary_table(summary: pd.DataFrame) -> str:
+    rows = ["| model | metric | seeds | mean % | sd | median | min – max | 95% CI of mean | CI method |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in summary.itertuples():
+        rows.append(f"| {r.model} | {r.metric} | {r.n} | {_pct(r.mean)} | {_pct(r.std)} | {_pct(r.median)} "
+                    f"| {_pct(r.min)} – {_pct(r.max)} | [{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {r.ci_method} |")
+    return "\n".join(rows)
+
+
+def _pair_table(table: pd.DataFrame) -> str:
+    rows = ["| A − B | metric | n | mean diff (pp) | 95% CI (pp) | t p | Wilcoxon p | Shapiro p | primary "
+            "| p (Holm) | d_z | Cliff's δ | ε_min (A better) | McNemar sig. seeds (A/B) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in table.itertuples():
+        mcn = ("–" if pd.isna(r.mcnemar_seeds) else
+               f"{r.mcnemar_sig_a_better}/{r.mcnemar_sig_b_better} of {r.mcnemar_seeds}")
+        rows.append(f"| {r.model_a} − {r.model_b} | {r.metric} | {r.n} | {_pp(r.mean_diff)} "
+                    f"| [{_pp(r.ci_low)}, {_pp(r.ci_high)}] | {_p(r.t_p)} | {_p(r.wilcoxon_p)} | {_p(r.shapiro_p)} "
+                    f"| {r.primary_test} | {_p(r.p_holm)} | {_num(r.d_z)} | {_num(r.cliffs_delta)} "
+                    f"| {_num(r.aso_eps)} | {mcn} |")
+    return "\n".join(rows)
+
+
+def claim_verdict(row: pd.Series, claim: str) -> str:
+    """One sentence on one claim, from the paired difference, its CI, the Holm p and ε_min."""
+    higher = METRICS.get(row["metric"], ("", True))[1]
+    label = METRICS.get(row["metric"], (row["metric"], True))[0]
+    diff, lo, hi, p = row["mean_diff"], row["ci_low"], row["ci_high"], row["p_holm"]
+    wins = int(row["wins_a"])
+    better = "higher" if higher else "lower"
+    facts = (f"{row['model_a']} − {row['model_b']} {label}: {_pp(diff)} pp (95% CI [{_pp(lo)}, {_pp(hi)}]), "
+             f"{row['model_a']} {better} in {wins} of {row['n']} seeds; {row['primary_test']} p = {_p(row['p_primary'])}, "
+             f"Holm-adjusted p = {_p(p)}; d_z = {_num(row['d_z'])}, ε_min = {_num(row['aso_eps'])} "
+             f"({row['aso_reading']})")
+    favours = (diff > 0) == higher and diff != 0
+    if np.isfinite(p) and p < ALPHA:
+        word = "**supported**" if favours else "**contradicted** (significant in the opposite direction)"
+    elif np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0):
+        word = ("**suggested but not established**: the CI excludes zero but the difference is not "
+                "significant after Holm correction")
+    else:
+        word = "**not established**: the data are compatible with no difference"
+    return f"- {claim}: {word}. {facts}."
+
+
+def _verdict(table: pd.DataFrame, dataset: str) -> list[str]:
+    sub = table[(table["dataset"] == dataset) & (table["model_a"] == "attn_rnn") & (table["model_b"] == "rnn")]
+    lines = []
+    for metric, claim in (("test_acc", "Attention lifts test accuracy"),
+                          ("gap_acc", "Attention reduces overfitting (smaller train − val accuracy gap)")):
+        row = sub[sub["metric"] == metric]
+        if not row.empty:
+            lines.append(claim_verdict(row.iloc[0], claim))
+    if not lines:
+        lines.append("- attn_rnn and rnn were not both run with paired seeds here, so the claims are not tested.")
+    return lines
+
+
+def statistics_section(run_dir: Path, report_dir: Path) -> str:
+    """The "Statistical comparison" markdown for REPORT.md; also writes the CSVs and the PNG plots."""
+    run_dir = Path(run_dir)
+    table = compare(run_dir)
+    runs = _read_runs(run_dir)
+    summary = pd.read_csv(run_dir / "model_summary.csv")
+    lengths = pd.read_csv(run_dir / "length_bins.csv")
+    plots = run_dir / "plots"
+    out = ["## Statistical comparison", "",
+           "Seeds are paired (seed *k* gives every model the same split, data order and initialisation stream), "
+           "so models are compared on per-seed differences A − B. Per model: mean with a 95% CI of the mean "
+           f"(scipy BCa bootstrap, fixed seed {BOOTSTRAP_SEED}; a t-interval when n < 3 or the bootstrap "
+           "degenerates). Per pair: the mean difference with a 95% t-interval; the paired t-test and the Wilcoxon "
+           "signed-rank test (exact when possible), the primary one chosen by Shapiro–Wilk on the differences "
+           f"(t-test unless normality is rejected at {ALPHA:g}); Holm–Bonferroni adjustment over all "
+           f"{len(table)} comparisons of the run; Cohen's d_z and Cliff's δ; ε_min of Almost Stochastic Order "
+           "(Dror et al. 2019; ε < 0.5: A almost dominates B, < 0.2: strongly; Bonferroni-adjusted confidence, "
+           "lower gap counts as better); McNemar on the test predictions per seed (exact binomial when fewer "
+           f"than {MCNEMAR_EXACT_BELOW} discordant examples), counted as seeds significant at {ALPHA:g} for A / "
+           "for B. Every number is in comparisons.csv, model_summary.csv and length_bins.csv next to runs.csv.",
+           ""]
+    for dataset in _datasets(runs[runs["status"] == "ok"]):
+        title = DATASET_TITLES.get(dataset, dataset)
+        t = table[table["dataset"] == dataset]
+        s = summary[summary["dataset"] == dataset]
+        out += [f"### {title}: statistics", "", _summary_table(s), ""]
+        if not t.empty:
+            out += [_pair_table(t), ""]
+            n_min = int(t["n"].min())
+            warning = seed_warning(n_min)
+            if warning:
+                out += [f"> **Warning:** {warning}", ""]
+        dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
+                              plots / f"{dataset}_length.png")
+        plot_seed_distributions(runs, dataset, dist)
+        out += [f"![{title} per-seed results]({_rel(dist, report_dir)})", ""]
+        if not t.empty:
+            plot_forest(table, dataset, forest)
+            out += [f"![{title} paired differences]({_rel(forest, report_dir)})", ""]
+        if (lengths["dataset"] == dataset).any():
+            plot_length_bins(lengths, dataset, bins)
+            out += [f"![{title} accuracy by input length]({_rel(bins, report_dir)})", ""]
+        out += [f"#### Verdict on {title} (from the statistics above)", "", *_verdict(table, dataset), ""]
+    return "\n".join(out)

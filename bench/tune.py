@@ -1,0 +1,812 @@
+"""Optuna tuning: per (dataset, model) a study picks the configuration with the best validation
+accuracy; the seed stage then retrains that configuration with several seeds.
+
+- Search spaces and tuning settings come from `configs/search.toml` (validated strictly).
+- A sampled configuration over the parameter cap is pruned before training; the pruner sees
+  the validation accuracy after every epoch; a diverging trial (NaN/inf loss) fails with its
+  reason and the study goes on.
+- Storage: SQLite at `<run_dir>/optuna.db` by default, or any RDB URL (PostgreSQL for many
+  workers on many machines). A running trial writes heartbeats; one whose worker died is
+  failed and retried with the same parameters (RetryFailedTrialCallback), so rerunning the same
+  command after kill -9 continues the study up to the requested number of trials.
+
+A study's budget counts *finished* trials: complete, pruned, and cleanly failed (diverged or
+crashed with a recorded reason). Trials failed because their worker died (stale heartbeat) are
+not counted: they are retried. Every worker waits while other workers' trials are still in
+flight, and a trial that finds the budget already used up when it starts ends at once as a
+"surplus" FAIL (not counted), so any number of workers stop at exactly N finished trials.
+
+Worker CLI: `python -m bench.tune --storage URL --dataset imdb --model attn_rnn --trials N`.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from bench.config import CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, validate
+
+log = logging.getLogger("bench")
+
+SEARCH_PATH = CONFIG_DIR / "search.toml"
+PRUNERS = ("median", "hyperband")
+SPEC_TYPES = ("float", "int", "categorical")
+# fields a trial may not change: kind decides the model class, epochs/threads/... are settings
+UNTUNABLE = {"kind", "epochs", "threads", "eval_batch_size", "amp", "patience"}
+TRIALS_COLUMNS = ["study", "dataset", "model", "number", "state", "value", "params", "params_count",
+                  "epochs_run", "duration_s", "reason", "worker", "retry_of"]
+
+
+# ----------------------------------------------------------------------------- search spaces
+
+@dataclass
+class TuneSettings:
+    trials: int = 30
+    timeout_s: float = 0.0
+    pruner: str = "median"
+    param_cap: int = 2_500_000
+    train_subset: int = 0
+    epochs: int = 3
+    sampler_seed: int = 0
+    heartbeat_s: int = 60
+    grace_s: int = 180
+    max_retry: int = 2
+
+
+@dataclass
+class SearchSpace:
+    settings: TuneSettings = field(default_factory=TuneSettings)
+    spaces: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model -> field -> spec
+    source: str = ""
+
+    def space(self, model_name: str) -> dict[str, dict[str, Any]]:
+        if model_name not in self.spaces:
+            raise BenchError(f"search space file {self.source} has no [{model_name}] table "
+                             f"(defined: {', '.join(self.spaces) or 'none'})")
+        return self.spaces[model_name]
+
+
+def _field_hint(key: str) -> tuple[str, Any]:
+    """('model' | 'train', type) for a tunable key; ModelConfig wins (so `lr` is the model's lr)."""
+    m, t = get_type_hints(ModelConfig), get_type_hints(TrainConfig)
+    if key in m:
+        return "model", m[key]
+    if key in t:
+        return "train", t[key]
+    return "", None
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _validate_spec(key: str, spec: Any) -> dict[str, Any]:
+    section, hint = _field_hint(key)
+    if key == "max_length":
+        raise BenchError(f"search key '{key}' cannot be tuned: data.max_length is fixed because the "
+                         "encoded data is shared by every trial")
+    if hint is None:
+        known = sorted((set(get_type_hints(ModelConfig)) | set(get_type_hints(TrainConfig))) - UNTUNABLE)
+        raise BenchError(f"unknown search key '{key}' (known: {', '.join(known)})")
+    if key in UNTUNABLE:
+        raise BenchError(f"search key '{key}' cannot be tuned (it is fixed by the config or [settings])")
+    if not isinstance(spec, dict):
+        raise BenchError(f"search key '{key}' must be a table such as "
+                         "{type=\"float\", low=1e-4, high=1e-2, log=true}, got " + repr(spec))
+    kind = spec.get("type")
+    if kind not in SPEC_TYPES:
+        raise BenchError(f"search key '{key}': type must be float, int or categorical, got {kind!r}")
+    allowed = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"},
+               "categorical": {"type", "choices"}}[kind]
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise BenchError(f"search key '{key}': unknown spec field '{extra[0]}' for type {kind} "
+                         f"(allowed: {', '.join(sorted(allowed))})")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise BenchError(f"search key '{key}': categorical needs a non-empty 'choices' list")
+        for c in choices:
+            ok = (isinstance(c, bool) if hint is bool else _is_num(c) if hint is float
+                  else isinstance(c, int) and not isinstance(c, bool) if hint is int else isinstance(c, hint))
+            if not ok:
+                raise BenchError(f"search key '{key}': choice {c!r} is not a valid {hint.__name__}")
+        if len(set(map(repr, choices))) != len(choices):
+            raise BenchError(f"search key '{key}': duplicate choices {choices}")
+        return {"type": kind, "choices": [float(c) if hint is float else c for c in choices]}
+    if hint not in (int, float) or (kind == "float" and hint is int) or (kind == "int" and hint is float):
+        use = "categorical" if hint not in (int, float) else hint.__name__
+        raise BenchError(f"search key '{key}' is a {hint.__name__} field: use type=\"{use}\"")
+    for bound in ("low", "high"):
+        if bound not in spec:
+            raise BenchError(f"search key '{key}': missing '{bound}'")
+        if not _is_num(spec[bound]) or (kind == "int" and not isinstance(spec[bound], int)):
+            raise BenchError(f"search key '{key}': '{bound}' must be a{'n int' if kind == 'int' else ' number'}, "
+                             f"got {spec[bound]!r}")
+    low, high = spec["low"], spec["high"]
+    if not low < high:
+        raise BenchError(f"search key '{key}': empty range, low ({low}) must be below high ({high})")
+    log_ = spec.get("log", False)
+    if not isinstance(log_, bool):
+        raise BenchError(f"search key '{key}': 'log' must be true or false, got {log_!r}")
+    if log_ and low <= 0:
+        raise BenchError(f"search key '{key}': a log range needs low > 0, got {low}")
+    out = {"type": kind, "low": low if kind == "int" else float(low), "high": high if kind == "int" else float(high),
+           "log": log_}
+    if "step" in spec:
+        step = spec["step"]
+        if not _is_num(step) or step <= 0 or (kind == "int" and not isinstance(step, int)):
+            raise BenchError(f"search key '{key}': 'step' must be a positive {kind}, got {step!r}")
+        if log_:
+            raise BenchError(f"search key '{key}': 'step' cannot be combined with log=true")
+        out["step"] = step
+    return out
+
+
+def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
+    raw = dict(raw)
+    settings_raw = raw.pop("settings", {})
+    if not isinstance(settings_raw, dict):
+        raise BenchError("search key 'settings' must be a table")
+    hints = get_type_hints(TuneSettings)
+    st = TuneSettings()
+    for key, value in settings_raw.items():
+        if key not in hints:
+            raise BenchError(f"unknown search key 'settings.{key}' (known: {', '.join(hints)})")
+        hint = hints[key]
+        if hint is float and _is_num(value):
+            value = float(value)
+        if (hint is int and (isinstance(value, bool) or not isinstance(value, int))) or not isinstance(value, hint):
+            raise BenchError(f"search key 'settings.{key}' must be {hint.__name__}, got {value!r}")
+        setattr(st, key, value)
+    for key in ("trials", "param_cap", "heartbeat_s", "grace_s"):
+        if getattr(st, key) <= 0:
+            raise BenchError(f"search key 'settings.{key}' must be positive, got {getattr(st, key)}")
+    for key in ("timeout_s", "train_subset", "epochs", "max_retry", "sampler_seed"):
+        if getattr(st, key) < 0:
+            raise BenchError(f"search key 'settings.{key}' must be >= 0, got {getattr(st, key)}")
+    if st.pruner not in PRUNERS:
+        raise BenchError(f"search key 'settings.pruner' must be median or hyperband, got '{st.pruner}'")
+    if st.grace_s <= st.heartbeat_s:
+        raise BenchError(f"search key 'settings.grace_s' ({st.grace_s}) must exceed settings.heartbeat_s "
+                         f"({st.heartbeat_s})")
+    spaces: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, table in raw.items():
+        if name not in MODEL_NAMES:
+            raise BenchError(f"unknown search table '[{name}]' (known: settings, {', '.join(MODEL_NAMES)})")
+        if not isinstance(table, dict):
+            raise BenchError(f"search key '{name}' must be a table of parameter specs")
+        if not table:
+            raise BenchError(f"search table '[{name}]' is empty: list at least one parameter")
+        spaces[name] = {key: _named(name, key, spec) for key, spec in table.items()}
+    return SearchSpace(settings=st, spaces=spaces, source=source)
+
+
+def _named(model: str, key: str, spec: Any) -> dict[str, Any]:
+    try:
+        return _validate_spec(key, spec)
+    except BenchError as exc:  # name the table too: "[attn_rnn] search key 'lr': ..."
+        raise BenchError(f"[{model}] {exc}") from None
+
+
+def load_search(path: str | Path | None = None) -> SearchSpace:
+    path = Path(path) if path else SEARCH_PATH
+    if not path.is_file():
+        raise BenchError(f"search space file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"search space file {path} is not valid TOML: {exc}") from None
+    return parse_search(raw, str(path))
+
+
+def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for key, spec in space.items():
+        if spec["type"] == "categorical":
+            out[key] = trial.suggest_categorical(key, spec["choices"])
+        elif spec["type"] == "int":
+            out[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1), log=spec["log"])
+        else:
+            out[key] = trial.suggest_float(key, spec["low"], spec["high"], step=spec.get("step"), log=spec["log"])
+    return out
+
+
+def apply_params(cfg: Config, model_name: str, params: dict[str, Any]) -> Config:
+    """A validated copy of `cfg` whose model section and train section carry `params`."""
+    new = copy.deepcopy(cfg)
+    if model_name not in new.model:
+        raise BenchError(f"model '{model_name}' has no [model.{model_name}] section in the config")
+    for key, value in params.items():
+        section, hint = _field_hint(key)
+        if section == "model":
+            setattr(new.model[model_name], key, value)
+        elif section == "train":
+            setattr(new.train, key, value)
+        else:
+            raise BenchError(f"unknown tuned parameter '{key}'")
+    new.models = [model_name]
+    return validate(new)
+
+
+# ----------------------------------------------------------------------------- storage, study
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def sqlite_url(run_dir: str | Path) -> str:
+    return f"sqlite:///{Path(run_dir).resolve() / 'optuna.db'}"
+
+
+def masked(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _driver_url(url: str) -> str:
+    """postgresql://... → postgresql+psycopg://... when psycopg2 (SQLAlchemy's default) is absent."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_storage(url: str, settings: TuneSettings | None = None):
+    """An RDBStorage with heartbeats and retry of dead workers' trials; a bad URL or an
+    unreadable database file is a one-line BenchError."""
+    _optuna()
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    st = settings or TuneSettings()
+    if not isinstance(url, str) or "://" not in url:
+        raise BenchError(f"malformed storage URL '{url}' (expected sqlite:///path or postgresql://user@host/db)")
+    url = _driver_url(url)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if path.exists() and path.is_dir():
+            raise BenchError(f"storage {path} is a folder, not an Optuna SQLite file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"timeout": 30}
+    elif url.startswith("postgresql"):
+        connect_args = {"connect_timeout": 10}
+    else:
+        connect_args = {}
+    try:
+        return RDBStorage(url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                          heartbeat_interval=st.heartbeat_s, grace_period=st.grace_s,
+                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=st.max_retry))
+    except Exception as exc:  # sqlalchemy / driver errors: corrupt file, unreachable server, bad URL
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BenchError(f"cannot open Optuna storage {masked(url)}: {type(exc).__name__}: {first}") from None
+
+
+def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) -> str:
+    """dataset-model-<hash of everything that defines the objective>, so a changed space,
+    data setting or base config starts a new study instead of mixing into the old one."""
+    st = dataclasses.asdict(search.settings)
+    for key in ("trials", "timeout_s", "heartbeat_s", "grace_s", "max_retry"):
+        st.pop(key)  # these bound or run a study; they do not change what a trial measures
+    blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
+            "train": dataclasses.asdict(cfg.train), "model": dataclasses.asdict(cfg.model[model_name])}
+    digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{dataset}-{model_name}-{digest}"
+
+
+def _pruner(settings: TuneSettings, epochs: int):
+    import optuna
+
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+def open_study(storage, name: str, settings: TuneSettings, epochs: int, worker: int = 0, create: bool = True):
+    optuna = _optuna()
+    sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + worker)
+    try:
+        if create:
+            return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                       pruner=_pruner(settings, epochs), load_if_exists=True)
+        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=_pruner(settings, epochs))
+    except KeyError:
+        names = optuna.study.get_all_study_names(storage)
+        raise BenchError(f"no study '{name}' in storage {masked(storage.url)} "
+                         f"(studies there: {', '.join(names) or 'none'})") from None
+    except BenchError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BenchError(f"cannot open study '{name}': {type(exc).__name__}: {first}") from None
+
+
+def is_counted(trial) -> bool:
+    """Does this trial use up one of the study's N trials? (see the module docstring)"""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return (trial.state == TrialState.FAIL and "reason" in trial.user_attrs
+            and not trial.user_attrs.get("surplus", False))
+
+
+def count_finished(study) -> tuple[int, int]:
+    """(counted finished trials, trials running now) of a study."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return sum(map(is_counted, trials)), sum(t.state == TrialState.RUNNING for t in trials)
+
+
+# ----------------------------------------------------------------------------- objective
+
+def tuning_data(data, train_subset: int, split_seed: int = 0):
+    """EncodedData whose train part is a stratified `train_subset`-row sample (0 = unchanged).
+
+    Validation and test are untouched; the eval-mode train subset is re-drawn from the sample."""
+    import numpy as np
+
+    n = len(data.train)
+    if not train_subset or train_subset >= n:
+        return data
+    from sklearn.model_selection import train_test_split
+
+    rows, _ = train_test_split(np.arange(n), train_size=train_subset, stratify=data.train.labels,
+                               random_state=split_seed)
+    train = data.train.subset(np.sort(rows))
+    rng = np.random.default_rng(split_seed)
+    ev = np.sort(rng.choice(len(train), size=min(len(data.train_eval), len(train)), replace=False))
+    return dataclasses.replace(data, train=train, train_eval=train.subset(ev))
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, device, seed: int = 0,
+                   n_trials: int | None = None):
+    """The Optuna objective: validation accuracy of the best (early-stopping) epoch."""
+    import optuna
+
+    import bench.train as train_mod
+    from bench.models import build_model, count_parameters
+
+    st = search.settings
+    space = search.space(model_name)
+    epochs = st.epochs or cfg.train.epochs
+    n_trials = n_trials or st.trials
+    if "on_epoch" not in __import__("inspect").signature(train_mod.fit).parameters:
+        raise BenchError("bench.train.fit has no on_epoch argument, which tuning needs to report every "
+                         "epoch to the pruner")
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("epochs_run", 0)
+        # a trial that starts when the budget is already used up (a race between workers) ends at once
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+        in_use = sum(is_counted(t) or t.state == optuna.trial.TrialState.RUNNING for t in earlier)
+        if in_use >= n_trials:
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("reason", f"surplus: the study already had {n_trials} trials when it started")
+            return float("nan")
+        params = suggest(trial, space)
+        try:
+            tcfg = apply_params(cfg, model_name, params)
+        except BenchError as exc:
+            reason = f"invalid configuration: {exc}"
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason) from None
+        tcfg.train.epochs = epochs
+        mcfg = tcfg.model[model_name]
+        train_mod.seed_everything(seed)
+        model = build_model(mcfg, data.vocab_size, data.num_classes, tcfg.data.max_length)
+        n_params = count_parameters(model)
+        trial.set_user_attr("params_count", n_params)
+        if n_params > st.param_cap:
+            reason = f"{n_params:,} parameters exceed the cap of {st.param_cap:,}"
+            trial.set_user_attr("reason", reason)
+            log.info("trial %d pruned before training: %s", trial.number, reason)
+            raise optuna.TrialPruned(reason)
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            trial.set_user_attr("epochs_run", epoch)
+            trial.report(row["val_acc"], epoch)
+            if trial.should_prune():
+                reason = f"pruned by the {st.pruner} pruner after epoch {epoch} (val acc {row['val_acc']:.4f})"
+                trial.set_user_attr("reason", reason)
+                raise optuna.TrialPruned(reason)
+
+        desc = f"{data.dataset}/{model_name}/trial{trial.number}"
+        try:
+            fitted = train_mod.fit(model, data, tcfg.train, lr=mcfg.lr or tcfg.train.lr, device=device,
+                                   seed=seed, desc=desc, on_epoch=on_epoch)
+        except train_mod.TrainingDiverged as exc:
+            trial.set_user_attr("reason", f"diverged: {exc}")
+            log.warning("%s failed: %s", desc, exc)
+            return float("nan")  # Optuna records a NaN objective as FAIL; the study goes on
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # a crash is recorded with its reason, then stops the worker
+            trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        value = fitted.history[fitted.best_epoch - 1]["val_acc"]
+        log.info("%s: val acc %.4f (%s parameters, %d epochs)", desc, value, f"{n_params:,}", len(fitted.history))
+        return float(value)
+
+    return objective
+
+
+def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_s: float = 60) -> int:
+    """Run trials until the study has `n_trials` counted trials (or the timeout); returns how many
+    trials this call started. Waits while other workers' trials are in flight (they may die and
+    be retried)."""
+    import optuna
+
+    deadline = time.monotonic() + timeout if timeout else math.inf
+    started, waiting_logged = 0, False
+    while True:
+        optuna.storages.fail_stale_trials(study)  # marks dead workers' trials FAIL and re-queues them
+        done, running = count_finished(study)
+        if done >= n_trials:
+            log.info("study %s: %d of %d trials finished", study.study_name, done, n_trials)
+            return started
+        if time.monotonic() >= deadline:
+            log.info("study %s: time budget used up after %d of %d trials", study.study_name, done, n_trials)
+            return started
+        if done + running >= n_trials:
+            if not waiting_logged:
+                log.info("study %s: waiting for %d trial(s) running in other workers", study.study_name, running)
+                waiting_logged = True
+            time.sleep(min(2.0, heartbeat_s))
+            continue
+        waiting_logged = False
+        study.optimize(objective, n_trials=1, catch=())
+        started += 1
+
+
+# ----------------------------------------------------------------------------- results
+
+def trials_frame(storage, study_names: list[str]):
+    """One row per trial of the named studies (see TRIALS_COLUMNS)."""
+    import optuna
+    import pandas as pd
+    from optuna.storages import RetryFailedTrialCallback
+
+    rows = []
+    for name in study_names:
+        study = optuna.load_study(storage=storage, study_name=name)
+        dataset, model = name.split("-")[0], name.split("-")[1]
+        trials = study.get_trials(deepcopy=False)
+        retried_as = {RetryFailedTrialCallback.retried_trial_number(t): t.number for t in trials
+                      if RetryFailedTrialCallback.retried_trial_number(t) is not None}
+        for t in trials:
+            reason = t.user_attrs.get("reason", "")
+            if t.state.name == "FAIL" and not reason:
+                reason = "worker stopped (no heartbeat or interrupted)"
+                if t.number in retried_as:
+                    reason += f"; retried as trial {retried_as[t.number]}"
+            duration = ((t.datetime_complete - t.datetime_start).total_seconds()
+                        if t.datetime_complete and t.datetime_start else float("nan"))
+            rows.append({"study": name, "dataset": dataset, "model": model, "number": t.number,
+                         "state": t.state.name, "value": t.value if t.state.name == "COMPLETE" else float("nan"),
+                         "params": json.dumps(t.params, sort_keys=True),
+                         "params_count": t.user_attrs.get("params_count"), "epochs_run": t.user_attrs.get("epochs_run"),
+                         "duration_s": duration, "reason": reason, "worker": t.user_attrs.get("worker", ""),
+                         "retry_of": RetryFailedTrialCallback.retried_trial_number(t)})
+    frame = pd.DataFrame(rows, columns=TRIALS_COLUMNS)
+    frame["params_count"] = frame["params_count"].astype("Int64")
+    frame["epochs_run"] = frame["epochs_run"].astype("Int64")
+    frame["retry_of"] = frame["retry_of"].astype("Int64")
+    return frame
+
+
+def write_trials_csv(run_dir: Path, storage, study_names: list[str]) -> Path:
+    """Replace these studies' rows in `<run_dir>/trials.csv`, keeping other studies' rows."""
+    import pandas as pd
+
+    from bench.results import atomic_write_csv
+
+    path = Path(run_dir) / "trials.csv"
+    new = trials_frame(storage, study_names)
+    if path.exists():
+        try:
+            old = pd.read_csv(path, dtype={"params": str, "reason": str, "worker": str})
+            old = old[~old["study"].isin(study_names)]
+            if not old.empty:
+                new = pd.concat([old.astype(new.dtypes.to_dict(), errors="ignore"), new], ignore_index=True)
+        except (OSError, ValueError, KeyError):
+            pass
+    new = new.sort_values(["dataset", "model", "study", "number"], kind="stable")
+    atomic_write_csv(path, new)
+    return path
+
+
+def importances(study) -> dict[str, float]:
+    """fANOVA importances (fixed seed, so deterministic); empty when too few trials finished."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    try:
+        imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except Exception as exc:  # e.g. a single distinct value per parameter
+        log.info("importances unavailable for %s: %s", study.study_name, exc)
+        return {}
+    return {k: float(v) for k, v in imp.items()}
+
+
+def record_tuning(run_dir: Path, study, cfg: Config, data, model_name: str, search: SearchSpace,
+                  n_trials: int, storage_url: str, train_rows: int) -> None:
+    """Add this study's summary to `<run_dir>/tuning.json` (read by `tuning_section`)."""
+    from bench.results import atomic_write_json
+
+    st = search.settings
+    path = Path(run_dir) / "tuning.json"
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        info = {}
+    best = None
+    try:
+        b = study.best_trial
+        best = {"number": b.number, "value": b.value, "params": b.params,
+                "params_count": b.user_attrs.get("params_count")}
+    except ValueError:
+        pass
+    info[f"{data.dataset}/{model_name}"] = {
+        "study": study.study_name, "storage": masked(storage_url), "dataset": data.dataset, "model": model_name,
+        "trials_requested": n_trials, "pruner": st.pruner, "param_cap": st.param_cap,
+        "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
+        "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
+        "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,
+        "importances": importances(study)}
+    atomic_write_json(path, info)
+
+
+def best_params(study) -> dict[str, Any]:
+    try:
+        return dict(study.best_trial.params)
+    except ValueError:
+        raise BenchError(f"study '{study.study_name}' has no completed trial yet; run more trials") from None
+
+
+def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, storage_url: str | None = None,
+               trials: int | None = None, timeout: float | None = None, device=None, seed: int = 0,
+               search: SearchSpace | None = None, worker: int = 0) -> Config:
+    """Tune one model on one dataset (validation accuracy) and return `cfg` with the best trial's
+    parameters applied (the seed stage's config for this model). Resumes an existing study."""
+    import torch
+
+    search = search or load_search()
+    st = search.settings
+    n_trials = trials or st.trials
+    timeout = st.timeout_s if timeout is None else timeout
+    device = device or torch.device("cpu")
+    run_dir = Path(run_dir)
+    url = storage_url or sqlite_url(run_dir)
+    storage = make_storage(url, st)
+    name = study_name(cfg, data.dataset, model_name, search)
+    study = open_study(storage, name, st, st.epochs or cfg.train.epochs, worker=worker)
+    tdata = tuning_data(data, st.train_subset, cfg.data.split_seed)
+    log.info("tuning %s/%s: study %s in %s, %d trials, %s pruner, cap %s parameters, %d train rows%s",
+             data.dataset, model_name, name, masked(url), n_trials, st.pruner, f"{st.param_cap:,}",
+             len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
+    objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
+    run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_trials_csv(run_dir, storage, [name])
+    record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
+    return apply_params(cfg, model_name, best_params(study))
+
+
+def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
+                search: SearchSpace | None = None) -> Config:
+    """`cfg` with the best trial of an existing study applied (for a seed stage run after
+    workers tuned into a shared storage)."""
+    search = search or load_search()
+    storage = make_storage(storage_url, search.settings)
+    name = study_name(cfg, dataset, model_name, search)
+    study = open_study(storage, name, search.settings, search.settings.epochs or cfg.train.epochs, create=False)
+    return apply_params(cfg, model_name, best_params(study))
+
+
+# ----------------------------------------------------------------------------- report
+
+def plot_history(frame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.results import atomic_write_bytes
+
+    done = frame[frame["state"] == "COMPLETE"].sort_values("number")
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    if not done.empty:
+        ax.scatter(done["number"], done["value"] * 100, s=14, color="tab:blue", alpha=0.6, label="trial")
+        ax.step(done["number"], np.maximum.accumulate(done["value"].to_numpy()) * 100, where="post",
+                color="tab:red", label="best so far")
+    pruned = frame[frame["state"] == "PRUNED"]
+    for x in pruned["number"]:
+        ax.axvline(x, color="0.85", lw=0.8, zorder=0)
+    ax.set_xlabel("trial number (grey lines: pruned)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(loc="lower right", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 0.01 or abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def tuning_section(run_dir: Path, report_dir: Path) -> str:
+    """Markdown for REPORT.md from `<run_dir>/tuning.json` and `trials.csv` ('' when not tuned)."""
+    import pandas as pd
+
+    run_dir, report_dir = Path(run_dir), Path(report_dir)
+    info_path, csv_path = run_dir / "tuning.json", run_dir / "trials.csv"
+    if not info_path.is_file() or not csv_path.is_file():
+        return ""
+    info = json.loads(info_path.read_text())
+    frame = pd.read_csv(csv_path, dtype={"params": str, "reason": str, "worker": str})
+    out = ["## Hyper-parameter tuning", "",
+           "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
+           "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
+    for key in sorted(info):
+        s = info[key]
+        f = frame[frame["study"] == s["study"]]
+        counts = f["state"].value_counts()
+        capped = int(f["reason"].fillna("").str.contains("exceed the cap").sum())
+        stale = int(((f["state"] == "FAIL") & f["reason"].fillna("").str.startswith("worker stopped")).sum())
+        surplus = int(f["reason"].fillna("").str.startswith("surplus").sum())
+        failed = int(counts.get("FAIL", 0)) - stale - surplus
+        subset = (f"a stratified subset of **{s['train_rows']:,} of the {s['train_rows_full']:,}** training texts"
+                  if s["train_rows"] < s["train_rows_full"] else f"all {s['train_rows_full']:,} training texts")
+        out += [f"### {s['dataset']} / {s['model']}", "",
+                f"- Study `{s['study']}`: {s['trials_requested']} trials requested; "
+                f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
+                f"({capped} over the parameter cap before training), {failed} failed"
+                + (f", {stale} lost to a stopped worker and retried" if stale else "") + ".",
+                f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
+                f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
+                f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
+        best = s.get("best")
+        if best:
+            out += [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
+                    + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
+                    "| parameter | best value | searched |", "|---|---|---|"]
+            for p, v in sorted(best["params"].items()):
+                spec = s["search_space"].get(p, {})
+                searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
+                            f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
+                out.append(f"| {p} | {_fmt(v)} | {searched} |")
+            out.append("")
+        else:
+            out += ["No trial completed.", ""]
+        if s.get("importances"):
+            out += ["Hyper-parameter importances (fANOVA, seed 0):", "", "| parameter | importance |", "|---|---|"]
+            out += [f"| {p} | {v:.3f} |" for p, v in sorted(s["importances"].items(), key=lambda kv: (-kv[1], kv[0]))]
+            out.append("")
+        if not f.empty:
+            png = run_dir / "plots" / f"tuning_{s['dataset']}_{s['model']}.png"
+            plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")
+            rel = Path(os.path.relpath(png.resolve(), report_dir.resolve())).as_posix()
+            out += [f"![{s['dataset']} {s['model']} optimisation history]({rel})", ""]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- worker CLI
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def parse_args(argv: list[str] | None):
+    p = _OneLineParser(prog="python -m bench.tune",
+                       description="An Optuna tuning worker: runs trials of one (dataset, model) study in a "
+                                   "shared storage until it has the requested number of finished trials.")
+    p.add_argument("--storage", default=None,
+                   help="storage URL (postgresql://user@host/db, sqlite:///path); default sqlite at <out>/optuna.db")
+    p.add_argument("--dataset", required=True, help="imdb or ag_news")
+    p.add_argument("--model", required=True, help="rnn, attn_rnn or transformer")
+    p.add_argument("--trials", type=int, default=None, help="finished trials the study should reach "
+                   "(default: [settings] trials of the search file)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
+                   help="folder with <dataset>/train.parquet and test.parquet (default: $BENCH_DATA_DIR or the hub)")
+    p.add_argument("--cache-dir", default=None, help="encoded-data cache (default: $BENCH_CACHE_DIR or ~/.cache/bench)")
+    p.add_argument("--config", default=None, help="a TOML config file (default: --budget)")
+    p.add_argument("--budget", default="quick", help="named config under configs/ (default quick)")
+    p.add_argument("--search", default=None, help="search space file (default configs/search.toml)")
+    p.add_argument("--out", default=None, help="run folder for optuna.db (SQLite default), trials.csv and "
+                   "tuning.json (default results/<budget>)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--worker", type=int, default=0,
+                   help="this worker's index: the sampler seed is settings.sampler_seed + worker (default 0)")
+    return p.parse_args(argv)
+
+
+def execute(args) -> int:
+    from bench.config import budget_path, load
+    from bench.data import prepare
+    from bench.train import resolve_device
+
+    cfg = load(args.config if args.config else budget_path(args.budget))
+    if args.model not in cfg.model:
+        raise BenchError(f"unknown model '{args.model}' (choose from {', '.join(cfg.model)})")
+    if args.trials is not None and args.trials < 1:
+        raise BenchError(f"--trials must be at least 1, got {args.trials}")
+    if args.timeout is not None and args.timeout < 0:
+        raise BenchError(f"--timeout must be >= 0, got {args.timeout}")
+    if args.worker < 0:
+        raise BenchError(f"--worker must be >= 0, got {args.worker}")
+    search = load_search(args.search)
+    search.space(args.model)
+    device = resolve_device(args.device)
+    import torch
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out = Path(args.out) if args.out else Path("results") / cfg.budget
+    url = args.storage or sqlite_url(out)
+    make_storage(url, search.settings)  # fail fast (one line) before loading data
+    data = prepare(args.dataset, cfg.data, Path(args.data_dir) if args.data_dir else None,
+                   Path(args.cache_dir) if args.cache_dir else None)
+    tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,
+                       device=device, search=search, worker=args.worker)
+    m = dataclasses.asdict(tuned.model[args.model])
+    log.info("best %s/%s config: model %s, batch %d, weight decay %g", args.dataset, args.model,
+             json.dumps(m, sort_keys=True), tuned.train.batch_size, tuned.train.weight_decay)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    try:
+        return execute(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are in the storage; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The speed benchmark end to end on tiny synthetic data: it runs and writes its files (no timing asserts)."""
+import pandas as pd
+
+from bench import speed
+from conftest import keyword_texts, run_cli, write_dataset
+
+SPEED_CONFIG = """
+budget = "tiny"
+datasets = ["imdb"]
+models = ["rnn", "attn_rnn", "transformer"]
+seeds = [0]
+
+[data]
+vocab_size = 200
+max_length = 48
+min_frequency = 1
+train_eval_size = 50
+
+[train]
+threads = 1
+batch_size = 16
+eval_batch_size = 64
+
+[model.rnn]
+kind = "rnn"
+embed_dim = 16
+hidden_dim = 16
+
+[model.attn_rnn]
+kind = "rnn"
+embed_dim = 16
+hidden_dim = 16
+pooling = "attention"
+
+[model.transformer]
+kind = "transformer"
+embed_dim = 16
+hidden_dim = 32
+heads = 2
+"""
+
+
+def test_speed_benchmark_writes_csv_and_section(tmp_path):
+    data_dir = write_dataset(tmp_path / "data", "imdb", keyword_texts(300, 0), keyword_texts(100, 1))
+    cfg = tmp_path / "speed.toml"
+    cfg.write_text(SPEED_CONFIG)
+    out = tmp_path / "results" / "speed.csv"
+    proc = run_cli("--dataset", "imdb", "--device", "cpu", "--config", str(cfg), "--data-dir", str(data_dir),
+                   "--cache-dir", str(tmp_path / "cache"), "--max-length", "40", "--batches", "3",
+                   "--repeats", "2", "--matmul-size", "256", "--out", str(out), module="bench.speed", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == speed.COLUMNS
+    assert set(frame["model"]) == {"all", "rnn", "attn_rnn", "transformer"}
+    assert (frame["device"] == "cpu").all() and (frame["max_length"] == 40).all()
+    assert (frame["examples"] == 48).all()
+    for model in ("rnn", "attn_rnn", "transformer"):
+        rows = frame[frame["model"] == model].set_index("metric")
+        for loop in ("harness", "reference"):
+            for metric in ("train_tokens_per_s", "train_samples_per_s", "eval_tokens_per_s", "peak_memory_mb"):
+                row = rows.loc[f"{metric}_{loop}"]
+                assert row["repeats"] == 2 and 0 < row["min"] <= row["median"] <= row["max"]
+        assert rows.loc["train_tokens_per_s_ratio", "median"] > 0
+        assert rows.loc["eval_over_train_harness", "median"] > 0
+        assert rows.loc["padding_fraction_reference", "median"] >= rows.loc["padding_fraction_harness", "median"]
+    tr = frame[frame["model"] == "transformer"].set_index("metric")
+    assert tr.loc["train_gflops_per_s_harness", "median"] > 0 and tr.loc["peak_fraction_harness", "median"] > 0
+    glob = frame[frame["model"] == "all"].set_index("metric")
+    assert glob.loc["matmul_peak_gflops", "median"] > 0 and glob.loc["prep_cache_hit_seconds", "median"] > 0
+
+    report_dir, plots = tmp_path / "report", tmp_path / "results" / "plots"
+    report_dir.mkdir()
+    text = speed.speed_section(out, report_dir, plots)
+    assert text.startswith("## Speed") and "| transformer | **ratio** |" in text
+    assert "of peak" in text and "cache hit" in text and ("met" in text or "missed" in text)
+    assert "indicative only" in text  # max length 40 is not the targets' 400
+    assert "](../results/plots/speed.png)" in text
+    assert (plots / "speed.png").stat().st_size > 1000
+    first = (plots / "speed.png").read_bytes()
+    assert speed.speed_section(out, report_dir, plots) == text  # deterministic given the CSV
+    assert (plots / "speed.png").read_bytes() == first
+
+
+def test_cuda_request_without_cuda_is_one_line_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    assert speed.main(["--device", "cuda", "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.csv").exists()
