@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "rnn"            # "rnn" or "transformer"
+    kind: str = "rnn"            # "rnn", "transformer", or "tfidf" (the linear reference floor)
     embed_dim: int = 96
     hidden_dim: int = 128        # RNN hidden size per direction; Transformer feed-forward width
     layers: int = 1
@@ -170,8 +170,8 @@ def validate(cfg: Config) -> Config:
                 raise BenchError(f"config key '{p}pooling' must be mean or cls for a transformer, got '{m.pooling}'")
             if m.embed_dim % m.heads:
                 raise BenchError(f"config key '{p}heads' ({m.heads}) must divide '{p}embed_dim' ({m.embed_dim})")
-        else:
-            raise BenchError(f"config key '{p}kind' must be rnn or transformer, got '{m.kind}'")
+        elif m.kind != "tfidf":
+            raise BenchError(f"config key '{p}kind' must be rnn, transformer or tfidf, got '{m.kind}'")
     return cfg
 
 
@@ -203,7 +203,7 @@ def load(path: str | Path) -> Config:
 
 def budget_path(budget: str) -> Path:
     path = CONFIG_DIR / f"{budget}.toml"
-    if not path.is_file():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    if not path.is_file() or not tomllib.loads(path.read_text()).get("budget"):
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml") if tomllib.loads(p.read_text()).get("budget"))
         raise BenchError(f"unknown budget '{budget}' (choose from {', '.join(names)})")
     return path

@@ -20,11 +20,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.attention import attention_section  # noqa: E402
 from bench.config import BenchError  # noqa: E402
 from bench.results import atomic_write_bytes, atomic_write_text, read_tables  # noqa: E402
 
 DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
-MODEL_ORDER = ["rnn", "attn_rnn", "transformer"]
+MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]
 AG_NEWS_FULL_TRAIN = 120_000
 
 
@@ -230,6 +231,9 @@ def render(run_dir: Path, report_dir: Path) -> str:
             out += [f"![{title} learning curves]({_rel(curves, report_dir)})", "",
                     f"![{title} overfitting gap]({_rel(gap, report_dir)})", ""]
         out += [f"### Verdict on {title} (descriptive)", "", verdict(r, dataset), ""]
+        attention = attention_section(run_dir, report_dir, dataset)
+        if attention:
+            out += [attention]
     out += ["## What this does not show yet", "",
             "The verdicts above describe paired per-seed differences only; with few seeds they are not "
             "significance tests. Confidence intervals, paired tests and effect sizes belong in a "

@@ -176,27 +176,41 @@ def prepare_out_dir(out: Path, cfg: Config, fresh: bool = False) -> None:
     results.atomic_write_json(stored_path, new)
 
 
+def _fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
+    """Build and fit one model; returns (fitted, test result, parameter count, the model)."""
+    from bench.models import build_model, count_parameters
+    from bench.train import evaluate, fit, seed_everything
+
+    mcfg = cfg.model[model_name]
+    seed_everything(seed)  # same seed → same init stream, dropout stream and data order for every model
+    if mcfg.kind == "tfidf":
+        from bench.baseline import TfidfClassifier
+
+        model = TfidfClassifier(seed)
+        fitted = model.fit(data)
+        return fitted, model.evaluate(data.test), model.parameter_count(), model
+    model = build_model(mcfg, data.vocab_size, data.num_classes, cfg.data.max_length)
+    log.info("%s: %s parameters", desc, f"{count_parameters(model):,}")
+    fitted = fit(model, data, cfg.train, lr=mcfg.lr or cfg.train.lr, device=device, seed=seed, desc=desc)
+    test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
+    return fitted, test, count_parameters(model), model
+
+
 def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, sha: str) -> dict[str, Any]:
     """Train one model with one seed, evaluate it on test once, save predictions and the record."""
     import numpy as np
     import pandas as pd
     import torch
 
-    from bench.models import build_model, count_parameters
-    from bench.train import TrainingDiverged, evaluate, fit, seed_everything
+    from bench.train import TrainingDiverged
 
     started = time.perf_counter()
     mcfg = cfg.model[model_name]
-    seed_everything(seed)  # same seed → same init stream, dropout stream and data order for every model
-    model = build_model(mcfg, data.vocab_size, data.num_classes, cfg.data.max_length)
-    params = count_parameters(model)
     desc = f"{data.dataset}/{model_name}/seed{seed}"
-    log.info("%s: %s parameters", desc, f"{params:,}")
     run = {"dataset": data.dataset, "model": model_name, "seed": seed, "status": "ok", "reason": "",
-           "params": params, "device": str(device), "config_hash": cfg.unit_hash(model_name), "git_sha": sha}
+           "device": str(device), "config_hash": cfg.unit_hash(model_name), "git_sha": sha}
     try:
-        fitted = fit(model, data, cfg.train, lr=mcfg.lr or cfg.train.lr, device=device, seed=seed, desc=desc)
-        test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
+        fitted, test, params, model = _fit_unit(cfg, data, model_name, seed, device, desc)
     except TrainingDiverged as exc:
         log.warning("%s failed: %s", desc, exc)
         run.update(status="failed", reason=str(exc))
@@ -205,18 +219,23 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
         raise BenchError(f"{desc}: CUDA out of memory; lower train.batch_size, train.eval_batch_size or "
                          "data.max_length in the config") from None
     best = fitted.history[fitted.best_epoch - 1]
-    run.update(best_epoch=fitted.best_epoch, epochs_run=len(fitted.history), best_val_acc=best["val_acc"],
-               best_val_loss=best["val_loss"], test_acc=test.acc, test_loss=test.loss,
-               train_acc=best["train_acc"], train_eval_acc=best["train_eval_acc"], gap_acc=best["gap_acc"],
-               gap_loss=best["gap_loss"], train_seconds=fitted.train_seconds,
-               train_tokens_per_s=fitted.train_tokens / fitted.train_seconds,
-               wall_seconds=time.perf_counter() - started)
+    run.update(params=params, best_epoch=fitted.best_epoch, epochs_run=len(fitted.history),
+               best_val_acc=best["val_acc"], best_val_loss=best["val_loss"], test_acc=test.acc,
+               test_loss=test.loss, train_acc=best["train_acc"], train_eval_acc=best["train_eval_acc"],
+               gap_acc=best["gap_acc"], gap_loss=best["gap_loss"], train_seconds=fitted.train_seconds,
+               train_tokens_per_s=fitted.train_tokens / fitted.train_seconds)
     log.info("%s: test acc %.4f (best epoch %d)", desc, test.acc, fitted.best_epoch)
     preds = pd.DataFrame({"row": data.test.rows, "label": data.test.labels, "pred": test.probs.argmax(1),
                           "length": data.test.lengths})
     for k in range(test.probs.shape[1]):
         preds[f"prob_{k}"] = np.round(test.probs[:, k], 5)
     results.atomic_write_csv(results.predictions_path(out, data.dataset, model_name, seed), preds)
+    if mcfg.kind == "rnn" and mcfg.pooling == "attention":
+        from bench.attention import collect
+
+        collect(model, data.test, test.probs, data.tokenizer_json, device, cfg.train.eval_batch_size,
+                out / "attention" / f"{results.unit_key(data.dataset, model_name, seed)}.json")
+    run["wall_seconds"] = time.perf_counter() - started
     epochs = [{"dataset": data.dataset, "model": model_name, "seed": seed, **row} for row in fitted.history]
     return {"run": run, "epochs": epochs, "model_config": dataclasses.asdict(mcfg)}
 

@@ -24,7 +24,8 @@ same run, and the seconds of a second, cache-hit run of the data preparation.
 CSV format (`results/speed.csv`, tidy, one row per model × metric): `dataset, model, metric,
 median, min, max, repeats, unit` followed by the environment, repeated on every row:
 `device, torch, threads, cpu_count, max_length, batch_size, eval_batch_size, examples`.
-`model` is `all` for run-wide metrics (`matmul_peak_gflops`, `prep_cache_hit_seconds`).
+`model` is `all` for run-wide metrics (`matmul_peak_gflops`, `prep_cache_hit_seconds`, and
+`baseline_memory_mb`: the process's RSS, or CUDA allocated memory, once the data is loaded).
 Metric names end in `_harness`, `_reference` or `_ratio` (harness / reference, computed per
 repeat pair, then summarised).
 """
@@ -92,6 +93,21 @@ def _peak_memory_mb(device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
+def _current_memory_mb(device) -> float:
+    """Memory held right now: RSS on CPU (VmRSS), allocated tensor memory on CUDA."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _sync(device) -> None:
     import torch
 
@@ -122,8 +138,6 @@ def matmul_peak_gflops(device, n: int = 2048, reps: int = 10, dtype=None) -> flo
 # ---------------------------------------------------------------- the two loops
 
 def _build(cfg, name: str, data, device, seed: int):
-    import torch
-
     from bench.models import build_model
     from bench.train import seed_everything
 
@@ -361,17 +375,21 @@ def run_benchmark(cfg, dataset: str, device, data_dir: Path | None, cache_dir: P
         else torch.float32
     peak = matmul_peak_gflops(device, n=matmul_size, dtype=peak_dtype)
     log.info("matmul peak (%s): %.1f GFLOP/s", str(peak_dtype).replace("torch.", ""), peak)
+    base = _current_memory_mb(device)
     med, lo, hi = _summary(hits)
-    rows = [{"model": "all", "metric": "prep_cache_hit_seconds", "median": med, "min": lo, "max": hi,
+    rows = [{"model": "all", "metric": "baseline_memory_mb", "median": base, "min": base, "max": base,
+             "repeats": 1, "unit": "MiB"},
+            {"model": "all", "metric": "prep_cache_hit_seconds", "median": med, "min": lo, "max": hi,
              "repeats": len(hits), "unit": "s"},
             {"model": "all", "metric": "matmul_peak_gflops", "median": peak, "min": peak, "max": peak,
              "repeats": 1, "unit": "GFLOP/s"}]
     for name in models:
         rows += measure_model(cfg, name, data, train_split, eval_split, device, repeats, seed, matmul_peak=peak)
-        peak_after = matmul_peak_gflops(device, n=matmul_size, dtype=peak_dtype)  # the peak again, after the model's runs
+        # the peak again after each model, so a momentarily busy machine does not understate it
+        peak_after = matmul_peak_gflops(device, n=matmul_size, dtype=peak_dtype)
         log.info("matmul peak again: %.1f GFLOP/s", peak_after)
         peak = max(peak, peak_after)
-    rows[1].update(median=peak, max=peak)
+    next(r for r in rows if r["metric"] == "matmul_peak_gflops").update(median=peak, max=peak)
     env = {"dataset": dataset, "device": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "cpu_count": os.cpu_count(), "max_length": cfg.data.max_length, "batch_size": cfg.train.batch_size,
            "eval_batch_size": cfg.train.eval_batch_size, "examples": n}
@@ -482,7 +500,8 @@ def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
     peak = _cell(frame, "all", "matmul_peak_gflops")
     plot = plots_dir / "speed.png"
     plot_speed(frame, plot)
-    out += ["", f"![Throughput, harness vs reference]({Path(os.path.relpath(plot.resolve(), report_dir.resolve())).as_posix()})", ""]
+    link = Path(os.path.relpath(plot.resolve(), report_dir.resolve())).as_posix()
+    out += ["", f"![Throughput, harness vs reference]({link})", ""]
     if "transformer" in models:
         g = _cell(frame, "transformer", "train_gflops_per_s_harness")
         gr = _cell(frame, "transformer", "train_gflops_per_s_reference")
@@ -493,6 +512,10 @@ def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
                    "attention FLOPs of forward + backward counted by `FlopCounterMode` on every batch "
                    "(real sequence lengths for the harness, padded ones for the reference).")
         out.append("")
+    base = _cell(frame, "all", "baseline_memory_mb")
+    if math.isfinite(base):
+        out += [f"Peak memory is the {mem_name} of the benchmark process during each loop (max over repeats); "
+                f"before any model ran, with the encoded dataset loaded, it held {base:,.0f} MiB.", ""]
     hit = _cell(frame, "all", "prep_cache_hit_seconds")
     out.append(f"Second run of the same data preparation (cache hit): "
                f"{_spread(frame, 'all', 'prep_cache_hit_seconds', lambda v: f'{v:.2f} s')}.")
@@ -541,7 +564,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="folder with <dataset>/train.parquet and test.parquet (default $BENCH_DATA_DIR, else the hub)")
     p.add_argument("--cache-dir", default=None, help="encoded-data cache (default $BENCH_CACHE_DIR or ~/.cache/bench)")
     p.add_argument("--max-length", type=int, default=TARGET_MAX_LENGTH,
-                   help=f"override data.max_length (default {TARGET_MAX_LENGTH}, the issue's targets; 0 = the config's)")
+                   help=f"override data.max_length (default {TARGET_MAX_LENGTH}, as in the issue's targets; "
+                        "0 = the config's)")
     p.add_argument("--batches", type=int, default=50,
                    help="training batches per measurement (examples = batches × batch size; default 50, one "
                         "bucketing chunk)")

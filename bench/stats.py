@@ -8,6 +8,7 @@ No torch import: this runs on a laptop next to a results folder.
 """
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -22,7 +23,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
@@ -217,7 +217,7 @@ def wilcoxon_test(d: Sequence[float]) -> tuple[float, float, str]:
     No ties or zeros and n ≤ 50: scipy's exact null distribution. Ties or zeros with ≤ 13 nonzero
     differences: exhaustive sign-flip enumeration (exact under ties). Otherwise the normal approximation.
     """
-    d = np.asarray(d, dtype=float)
+    d = np.round(np.asarray(d, dtype=float), 12)  # float noise must not split equal differences into non-ties
     nonzero = d[d != 0]
     if len(nonzero) == 0:
         return math.nan, 1.0, "all differences zero"
@@ -310,12 +310,19 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[s
             "acc_a": float(ca.mean()) if len(ca) else math.nan, "acc_b": float(cb.mean()) if len(cb) else math.nan}
 
 
+@functools.lru_cache(maxsize=64)
+def _read_predictions_file(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    """Cached by path, mtime and size: McNemar and the length bins read the same files several times."""
+    return pd.read_csv(path).sort_values("row", kind="stable").reset_index(drop=True)
+
+
 def read_predictions(run_dir: Path, dataset: str, model: str, seed: int) -> pd.DataFrame | None:
     """One unit's test predictions sorted by row, or None when the file is missing."""
     path = predictions_path(Path(run_dir), dataset, model, int(seed))
     if not path.is_file():
         return None
-    return pd.read_csv(path).sort_values("row", kind="stable").reset_index(drop=True)
+    st = path.stat()
+    return _read_predictions_file(str(path.resolve()), st.st_mtime_ns, st.st_size).copy()
 
 
 def mcnemar_by_seed(run_dir: Path, dataset: str, model_a: str, model_b: str,
@@ -539,10 +546,12 @@ def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path) -> Non
     models = _models(ok)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("test_acc", "gap_acc")):
-        data = ok.assign(value=ok[metric] * 100)
-        sns.boxplot(data=data, x="model", y="value", order=models, color="lightgrey", showfliers=False,
-                    width=0.5, ax=ax)
-        sns.stripplot(data=data, x="model", y="value", order=models, color="black", size=6, jitter=False, ax=ax)
+        values = [ok.loc[ok["model"] == m, metric].dropna().to_numpy(dtype=float) * 100 for m in models]
+        ax.boxplot(values, positions=range(len(models)), widths=0.5, showfliers=False,
+                   patch_artist=True, boxprops={"facecolor": "lightgrey"}, medianprops={"color": "grey"})
+        for k, v in enumerate(values):
+            ax.scatter(np.full(len(v), k), v, color="black", s=22, zorder=3)
+        ax.set_xticks(range(len(models)), models)
         ax.set_ylabel(f"{METRICS[metric][0]} (%)")
         ax.set_xlabel("")
         ax.set_title(METRICS[metric][0])
@@ -658,7 +667,11 @@ def claim_verdict(row: pd.Series, claim: str) -> str:
                 "significant after Holm correction")
     else:
         word = "**not established**: the data are compatible with no difference"
-    return f"- {claim}: {word}. {facts}."
+    caveat = ""
+    if row["primary_test"] == "wilcoxon" and row["wilcoxon_min_p"] >= ALPHA:
+        caveat = (f" With {row['n']} seeds the primary Wilcoxon test cannot reach p < {ALPHA:g} whatever the data; "
+                  f"{row['seeds_needed']} or more seeds are needed.")
+    return f"- {claim}: {word}. {facts}.{caveat}"
 
 
 def _verdict(table: pd.DataFrame, dataset: str) -> list[str]:

@@ -7,7 +7,7 @@ accuracy; the seed stage then retrains that configuration with several seeds.
   reason and the study goes on.
 - Storage: SQLite at `<run_dir>/optuna.db` by default, or any RDB URL (PostgreSQL for many
   workers on many machines). A running trial writes heartbeats; one whose worker died is
-  failed and retried with the same parameters (RetryFailedTrialCallback), so rerunning the same
+  failed and retried with the same parameters (RetryHeartbeatStaleTrialCallback), so rerunning the same
   command after kill -9 continues the study up to the requested number of trials.
 
 A study's budget counts *finished* trials: complete, pruned, and cleanly failed (diverged or
@@ -239,7 +239,6 @@ def apply_params(cfg: Config, model_name: str, params: dict[str, Any]) -> Config
             setattr(new.train, key, value)
         else:
             raise BenchError(f"unknown tuned parameter '{key}'")
-    new.models = [model_name]
     return validate(new)
 
 
@@ -276,11 +275,30 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def _retry_callback():
+    """(class, RDBStorage keyword): Optuna >= 4.9 renamed RetryFailedTrialCallback."""
+    try:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        return RetryHeartbeatStaleTrialCallback, "heartbeat_stale_trial_callback"
+    except ImportError:  # Optuna < 4.9
+        from optuna.storages import RetryFailedTrialCallback
+
+        return RetryFailedTrialCallback, "failed_trial_callback"
+
+
+def retried_trial_number(trial) -> int | None:
+    """The number of the trial this one re-runs after its worker died, else None."""
+    return _retry_callback()[0].retried_trial_number(trial)
+
+
 def make_storage(url: str, settings: TuneSettings | None = None):
     """An RDBStorage with heartbeats and retry of dead workers' trials; a bad URL or an
     unreadable database file is a one-line BenchError."""
     _optuna()
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
+
+    retry_cls, retry_kw = _retry_callback()
 
     st = settings or TuneSettings()
     if not isinstance(url, str) or "://" not in url:
@@ -296,13 +314,19 @@ def make_storage(url: str, settings: TuneSettings | None = None):
         connect_args = {"connect_timeout": 10}
     else:
         connect_args = {}
-    try:
-        return RDBStorage(url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-                          heartbeat_interval=st.heartbeat_s, grace_period=st.grace_s,
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=st.max_retry))
-    except Exception as exc:  # sqlalchemy / driver errors: corrupt file, unreachable server, bad URL
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise BenchError(f"cannot open Optuna storage {masked(url)}: {type(exc).__name__}: {first}") from None
+    for attempt in range(6):
+        try:
+            return RDBStorage(url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                              heartbeat_interval=st.heartbeat_s, grace_period=st.grace_s,
+                              **{retry_kw: retry_cls(max_retry=st.max_retry)})
+        except Exception as exc:  # sqlalchemy / driver errors: corrupt file, unreachable server, bad URL
+            text = f"{type(exc).__name__}: {exc}"
+            # workers starting together on an empty database race to create Optuna's tables
+            if attempt < 5 and any(k in text for k in ("IntegrityError", "UniqueViolation", "already exists")):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise BenchError(f"cannot open Optuna storage {masked(url)}: {type(exc).__name__}: {first}") from None
 
 
 def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) -> str:
@@ -327,12 +351,17 @@ def _pruner(settings: TuneSettings, epochs: int):
 
 def open_study(storage, name: str, settings: TuneSettings, epochs: int, worker: int = 0, create: bool = True):
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + worker)
     try:
         if create:
-            return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                       pruner=_pruner(settings, epochs), load_if_exists=True)
-        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=_pruner(settings, epochs))
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                        pruner=_pruner(settings, epochs), load_if_exists=True)
+        else:
+            study = optuna.load_study(storage=storage, study_name=name, pruner=_pruner(settings, epochs))
+        # fixed seed for a fresh study; a resumed study (or another worker) gets a different but
+        # reproducible stream, so its random start-up trials do not repeat earlier configurations
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + 7919 * worker + 1009 * existing)
+        return study
     except KeyError:
         names = optuna.study.get_all_study_names(storage)
         raise BenchError(f"no study '{name}' in storage {masked(storage.url)} "
@@ -399,9 +428,6 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
     space = search.space(model_name)
     epochs = st.epochs or cfg.train.epochs
     n_trials = n_trials or st.trials
-    if "on_epoch" not in __import__("inspect").signature(train_mod.fit).parameters:
-        raise BenchError("bench.train.fit has no on_epoch argument, which tuning needs to report every "
-                         "epoch to the pruner")
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
@@ -494,15 +520,13 @@ def trials_frame(storage, study_names: list[str]):
     """One row per trial of the named studies (see TRIALS_COLUMNS)."""
     import optuna
     import pandas as pd
-    from optuna.storages import RetryFailedTrialCallback
 
     rows = []
     for name in study_names:
         study = optuna.load_study(storage=storage, study_name=name)
         dataset, model = name.split("-")[0], name.split("-")[1]
         trials = study.get_trials(deepcopy=False)
-        retried_as = {RetryFailedTrialCallback.retried_trial_number(t): t.number for t in trials
-                      if RetryFailedTrialCallback.retried_trial_number(t) is not None}
+        retried_as = {retried_trial_number(t): t.number for t in trials if retried_trial_number(t) is not None}
         for t in trials:
             reason = t.user_attrs.get("reason", "")
             if t.state.name == "FAIL" and not reason:
@@ -516,7 +540,7 @@ def trials_frame(storage, study_names: list[str]):
                          "params": json.dumps(t.params, sort_keys=True),
                          "params_count": t.user_attrs.get("params_count"), "epochs_run": t.user_attrs.get("epochs_run"),
                          "duration_s": duration, "reason": reason, "worker": t.user_attrs.get("worker", ""),
-                         "retry_of": RetryFailedTrialCallback.retried_trial_number(t)})
+                         "retry_of": retried_trial_number(t)})
     frame = pd.DataFrame(rows, columns=TRIALS_COLUMNS)
     frame["params_count"] = frame["params_count"].astype("Int64")
     frame["epochs_run"] = frame["epochs_run"].astype("Int64")
@@ -650,7 +674,7 @@ def plot_history(frame, path: Path, title: str) -> None:
     done = frame[frame["state"] == "COMPLETE"].sort_values("number")
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     if not done.empty:
-        ax.scatter(done["number"], done["value"] * 100, s=14, color="tab:blue", alpha=0.6, label="trial")
+        ax.scatter(done["number"], done["value"] * 100, s=14, color="tab:blue", alpha=0.7, label="trial", zorder=3)
         ax.step(done["number"], np.maximum.accumulate(done["value"].to_numpy()) * 100, where="post",
                 color="tab:red", label="best so far")
     pruned = frame[frame["state"] == "PRUNED"]
@@ -757,7 +781,8 @@ def parse_args(argv: list[str] | None):
                    "tuning.json (default results/<budget>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--worker", type=int, default=0,
-                   help="this worker's index: the sampler seed is settings.sampler_seed + worker (default 0)")
+                   help="this worker's index (give each concurrent worker its own): it varies the TPE sampler's "
+                        "seed so workers do not sample the same start-up trials (default 0)")
     return p.parse_args(argv)
 
 

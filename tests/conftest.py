@@ -51,6 +51,9 @@ hidden_dim = 24
 pooling = "attention"
 dropout = 0.0
 
+[model.tfidf]
+kind = "tfidf"
+
 [model.transformer]
 kind = "transformer"
 embed_dim = 16

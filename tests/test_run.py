@@ -37,6 +37,11 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert "| attn_rnn |" in report and "Verdict" in report
     assert (out / "plots" / "imdb_curves.png").stat().st_size > 1000
     assert (out / "plots" / "imdb_gap.png").exists()
+    attention = json.loads((out / "attention" / "imdb__attn_rnn__seed0.json").read_text())
+    assert len(attention["examples"]) >= 2 and set(attention["top_words"]) == {"0", "1"}
+    for ex in attention["examples"]:
+        assert len(ex["tokens"]) == len(ex["weights"]) and abs(sum(ex["weights"]) - 1) < 1e-3
+    assert "What attention looks at" in report and (out / "plots" / "imdb_attention.png").exists()
 
     # rerun: finished units are skipped; adding a model runs only the new units
     again = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "all", "--epochs", "1"))
@@ -44,9 +49,11 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert again.stderr.count("already finished, skipped") == 4
     assert "cache hit" in again.stderr
     runs2, _ = results.read_tables(out)
-    assert len(runs2) == 6
-    pd.testing.assert_frame_equal(runs2[runs2["model"] != "transformer"].reset_index(drop=True),
+    assert len(runs2) == 8
+    pd.testing.assert_frame_equal(runs2[runs2["model"].isin(["rnn", "attn_rnn"])].reset_index(drop=True),
                                   runs.reset_index(drop=True))
+    floor = runs2[runs2["model"] == "tfidf"]
+    assert (floor["test_acc"] > 0.95).all()  # a bag of words solves the keyword task
 
     # the report is rebuilt from the files alone, byte-identically
     first = (out / "REPORT.md").read_bytes()

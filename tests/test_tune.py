@@ -1,0 +1,382 @@
+"""Optuna tuning on tiny synthetic data: search-space validation, the parameter cap, NaN trials,
+kill -9 resume on SQLite, and several workers on a real (throw-away) PostgreSQL server."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from bench import config, tune
+from bench.config import BenchError
+from conftest import REPO, cli_env, run_cli
+
+TINY_SEARCH = """
+[settings]
+trials = 5
+epochs = 2
+pruner = "median"
+param_cap = 2_500_000
+heartbeat_s = 1
+grace_s = 3
+max_retry = 2
+
+[rnn]
+lr = {type = "float", low = 1e-3, high = 1e-2, log = true}
+hidden_dim = {type = "int", low = 16, high = 32, step = 8}
+"""
+
+
+@pytest.fixture
+def search_file(tmp_path) -> Path:
+    path = tmp_path / "search.toml"
+    path.write_text(TINY_SEARCH)
+    return path
+
+
+def _search(text: str = TINY_SEARCH, **settings) -> tune.SearchSpace:
+    import tomllib
+
+    raw = tomllib.loads(text)
+    raw["settings"].update(settings)
+    return tune.parse_search(raw)
+
+
+def _data(tiny_config, keyword_dir, tmp_path):
+    from bench.data import prepare
+
+    cfg = config.load(tiny_config)
+    return cfg, prepare("imdb", cfg.data, keyword_dir, tmp_path / "cache")
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    storage = tune.make_storage(url, _search().settings)
+    (name,) = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(storage=storage, study_name=name).get_trials(deepcopy=False)
+
+
+def _counted(trials) -> list:
+    return [t for t in trials if tune.is_counted(t)]
+
+
+def _worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, storage, trials, *extra) -> list[str]:
+    return [sys.executable, "-m", "bench.tune", "--storage", storage, "--dataset", "imdb", "--model", "rnn",
+            "--trials", str(trials), "--config", str(tiny_config), "--search", str(search_file),
+            "--data-dir", str(keyword_dir), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+            "--device", "cpu", *extra]
+
+
+def _start(cmd, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    return subprocess.Popen(cmd, env=cli_env({"OMP_NUM_THREADS": "1"}), cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def _poll(url: str, cond, proc: subprocess.Popen, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "worker ended before the condition was met"
+        try:
+            trials = _trials(url)
+        except (BenchError, ValueError):  # the study does not exist yet
+            trials = []
+        if cond(trials):
+            return trials
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the study")
+
+
+# ----------------------------------------------------------------------------- search spaces
+
+def test_shipped_search_space_is_valid_and_covers_every_model():
+    s = tune.load_search()
+    assert set(s.spaces) == set(config.MODEL_NAMES)
+    assert s.settings.param_cap == 2_500_000 and s.settings.pruner in tune.PRUNERS
+    for space in s.spaces.values():
+        assert "lr" in space and "max_length" not in space
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[rnn]\nembed_size = {type="int", low=8, high=16}', "unknown search key 'embed_size'"),
+    ('[rnn]\nmax_length = {type="int", low=8, high=16}', "'max_length' cannot be tuned"),
+    ('[rnn]\nkind = {type="categorical", choices=["rnn"]}', "'kind' cannot be tuned"),
+    ('[rnn]\nlr = {type="uniform", low=0.1, high=0.2}', "search key 'lr': type must be"),
+    ('[rnn]\nlr = {type="float", low=0.2, high=0.1}', "search key 'lr': empty range"),
+    ('[rnn]\nlr = {type="float", low=0.0, high=0.1, log=true}', "search key 'lr': a log range"),
+    ('[rnn]\nlr = {type="float", low=1e-4}', "search key 'lr': missing 'high'"),
+    ('[rnn]\nlr = {type="float", low=1e-4, high=1e-2, steps=2}', "search key 'lr': unknown spec field 'steps'"),
+    ('[rnn]\nlr = 0.001', "search key 'lr' must be a table"),
+    ('[rnn]\nlayers = {type="float", low=1, high=2}', "search key 'layers' is a int field"),
+    ('[rnn]\nlayers = {type="int", low=1, high=3, step=0}', "search key 'layers': 'step' must be"),
+    ('[rnn]\nlayers = {type="categorical", choices=[]}', "search key 'layers': categorical needs"),
+    ('[rnn]\nlayers = {type="categorical", choices=[1, "2"]}', "search key 'layers': choice '2'"),
+    ('[rnn]\nbidirectional = {type="categorical", choices=[0, 1]}', "search key 'bidirectional': choice 0"),
+    ('[rnn]', "search table '[rnn]' is empty"),
+    ('[lstm]\nlr = {type="float", low=1e-4, high=1e-2}', "unknown search table '[lstm]'"),
+    ('[settings]\ntrails = 3', "unknown search key 'settings.trails'"),
+    ('[settings]\npruner = "asha"', "'settings.pruner' must be median or hyperband"),
+    ('[settings]\nparam_cap = 0', "'settings.param_cap' must be positive"),
+    ('[settings]\ntrials = 2.5', "'settings.trials' must be int"),
+])
+def test_search_space_errors_name_the_key(tmp_path, table, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(table + "\n")
+    with pytest.raises(BenchError) as exc:
+        tune.load_search(path)
+    assert message in str(exc.value)
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_config, keyword_dir, search_file):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[rnn]\nlr = {type="float", low=1, high=0.5}\n')
+    for cmd, message in [
+        (_worker_cmd(tmp_path, tiny_config, keyword_dir, bad, "sqlite:///" + str(tmp_path / "x.db"), 2),
+         "search key 'lr': empty range"),
+        (_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, "sqlite:///x.db", 2)[:-2] + ["--model", "gru"],
+         "unknown model 'gru'"),
+        (_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, "nonsense", 2), "malformed storage URL"),
+    ]:
+        proc = run_cli(*cmd[3:], module="bench.tune")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_corrupt_optuna_db_is_one_line_error(tmp_path, tiny_config, keyword_dir, search_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "optuna.db").write_bytes(b"this is not an sqlite database" * 100)
+    cmd = _worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, "sqlite:///" + str(out / "optuna.db"), 2)
+    proc = run_cli(*cmd[3:], module="bench.tune")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: cannot open Optuna storage") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- objective
+
+def test_param_cap_prunes_before_training_with_reason(tmp_path, tiny_config, keyword_dir, monkeypatch):
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    import bench.train
+
+    real_fit, fitted_sizes = bench.train.fit, []
+
+    def counting_fit(model, *a, **kw):
+        fitted_sizes.append(sum(p.numel() for p in model.parameters()))
+        return real_fit(model, *a, **kw)
+
+    monkeypatch.setattr(bench.train, "fit", counting_fit)
+    space = TINY_SEARCH.split("[rnn]")[0] + '[rnn]\nembed_dim = {type="categorical", choices=[8, 64]}\n' \
+        'lr = {type="float", low=1e-3, high=1e-2, log=true}\n'
+    search = _search(space, param_cap=6000, trials=6, epochs=1, train_subset=600)
+    tuned = tune.tune_model(cfg, data, "rnn", tmp_path / "run", trials=6, device=torch.device("cpu"), search=search)
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(frame) == 6
+    capped = frame[frame["reason"].fillna("").str.contains("exceed the cap of 6,000")]
+    assert len(capped) >= 1 and (capped["state"] == "PRUNED").all()
+    assert (capped["params_count"] > 6000).all() and (capped["epochs_run"] == 0).all()
+    assert len(fitted_sizes) == 6 - len(capped) and max(fitted_sizes) <= 6000  # never trained over the cap
+    assert tuned.model["rnn"].embed_dim == 8 and tuned.model["rnn"].lr > 0
+    assert json.loads((tmp_path / "run" / "tuning.json").read_text())["imdb/rnn"]["param_cap"] == 6000
+    md = tune.tuning_section(tmp_path / "run", tmp_path)
+    assert "Parameter cap **6,000**" in md and f"{len(capped)} over the parameter cap" in md
+    assert "a stratified subset of **600 of the 1,080** training texts" in md  # the tuning subset is stated
+    assert "](run/plots/tuning_imdb_rnn.png)" in md
+    assert (tmp_path / "run" / "plots" / "tuning_imdb_rnn.png").stat().st_size > 1000
+    # the best configuration can be read back from the storage alone (a seed stage after workers)
+    again = tune.best_config(tune.sqlite_url(tmp_path / "run"), "imdb", "rnn", cfg, search=search)
+    assert again.model["rnn"] == tuned.model["rnn"]
+
+
+def test_nan_trial_fails_cleanly_and_the_study_continues(tmp_path, tiny_config, keyword_dir, monkeypatch):
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    import bench.train
+
+    real_fit, calls = bench.train.fit, []
+
+    def diverging_fit(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise bench.train.TrainingDiverged("training loss became nan in epoch 1")
+        return real_fit(*a, **kw)
+
+    monkeypatch.setattr(bench.train, "fit", diverging_fit)
+    search = _search(trials=4, epochs=1, pruner="hyperband")
+    tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
+    trials = _trials(tune.sqlite_url(tmp_path / "run"))
+    assert [t.state.name for t in trials][:2] == ["COMPLETE", "FAIL"]
+    assert len(trials) == 4 and len(_counted(trials)) == 4  # the failed trial counts; the study went on
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials[2:])
+    assert trials[1].user_attrs["reason"] == "diverged: training loss became nan in epoch 1"
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert frame.loc[1, "reason"].startswith("diverged") and frame.loc[1, "state"] == "FAIL"
+    assert "1 failed" in tune.tuning_section(tmp_path / "run", tmp_path)
+    # a changed search space is a different study, never mixed into the old one
+    other = _search(TINY_SEARCH.replace("high = 32", "high = 40"), trials=4, epochs=1)
+    assert tune.study_name(cfg, "imdb", "rnn", other) != tune.study_name(cfg, "imdb", "rnn", search)
+
+
+# ----------------------------------------------------------------------------- SQLite resume
+
+def test_sqlite_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path, tiny_config, keyword_dir, search_file):
+    n = 5
+    url = "sqlite:///" + str(tmp_path / "out" / "optuna.db")
+    cmd = _worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, url, n)
+    first = _start(cmd, tmp_path / "first.log")
+    try:
+        _poll(url, lambda ts: len(_counted(ts)) >= 1 and any(t.state.name == "RUNNING" for t in ts), first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    before = {t.number: (t.state.name, t.value, t.params) for t in _counted(_trials(url))}
+    assert 1 <= len(before) < n
+    second = _start(cmd, tmp_path / "second.log")
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    trials = _trials(url)
+    counted = _counted(trials)
+    assert len(counted) == n
+    for t in trials:  # finished trials were kept as they were, not re-run
+        if t.number in before:
+            assert (t.state.name, t.value, t.params) == before[t.number]
+    new = [t for t in counted if t.number not in before]
+    assert len(new) == n - len(before)
+    assert all(t.user_attrs["worker"].endswith(f":{second.pid}") for t in new)  # run by the rerun only
+    retried = [tune.retried_trial_number(t) for t in trials]
+    assert not set(before) & {r for r in retried if r is not None}
+    frame = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(frame) == len(trials) and set(frame["number"]) == {t.number for t in trials}
+    # a third run has nothing left to do
+    third = subprocess.run(cmd, env=cli_env({"OMP_NUM_THREADS": "1"}), cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert third.returncode == 0 and len(_trials(url)) == len(trials)
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    matches = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return matches[-1] if matches else None
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A throw-away PostgreSQL server on a unix socket in a temporary folder (yields a URL prefix)."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        _unavailable("PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin; "
+                     "install Debian's postgresql package to run this test")
+    try:
+        import psycopg
+    except ImportError:
+        _unavailable("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    as_user: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="benchpg-", dir="/tmp"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(folder)
+            _unavailable("running as root and there is no 'postgres' user to run the server")
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    datadir = folder / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        proc = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{cmd[0]} failed: {proc.stderr or proc.stdout}"
+
+    try:
+        run(initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        run(pg_ctl, "-D", str(datadir), "-l", str(folder / "server.log"), "-w", "-t", "60", "-o",
+            f"-k {folder} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=60", "start")
+        yield {"host": str(folder), "port": port, "psycopg": psycopg}
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(datadir), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres_server, request) -> str:
+    """A fresh database on the throw-away server, one per test."""
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    s = postgres_server
+    with s["psycopg"].connect(host=s["host"], port=s["port"], user="postgres", dbname="postgres",
+                              autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@/{name}?host={s['host']}&port={s['port']}"
+
+
+def test_postgres_two_workers_share_one_study(tmp_path, tiny_config, keyword_dir, search_file, pg_url):
+    n = 6
+    search_file.write_text(TINY_SEARCH.replace("epochs = 2", "epochs = 3"))
+    from bench.data import prepare  # warm the cache so both workers start training at once
+
+    prepare("imdb", config.load(tiny_config).data, keyword_dir, tmp_path / "cache")
+    workers = [_start(_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, pg_url, n, "--worker", str(k)),
+                      tmp_path / f"worker{k}.log") for k in range(2)]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, (tmp_path / "worker0.log").read_text()[-3000:]
+    trials = _trials(pg_url)
+    counted = _counted(trials)
+    assert len(counted) == n
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in counted}) == n  # no trial run twice
+    pids = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in counted}
+    assert pids == {str(w.pid) for w in workers}, "both workers should have finished trials"
+    extra = [t for t in trials if not tune.is_counted(t)]
+    assert all(t.user_attrs.get("surplus") for t in extra)  # only race losers, which never trained
+
+
+def test_postgres_worker_killed_mid_trial_is_completed_by_another(tmp_path, tiny_config, keyword_dir,
+                                                                  search_file, pg_url):
+    n = 4
+    search_file.write_text(TINY_SEARCH.replace("epochs = 2", "epochs = 5"))
+    first = _start(_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, pg_url, n),
+                   tmp_path / "first.log")
+    try:
+        _poll(pg_url, lambda ts: any(t.state.name == "RUNNING" and t.user_attrs.get("epochs_run", 0) >= 1
+                                     for t in ts), first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    (stale,) = [t for t in _trials(pg_url) if t.state.name == "RUNNING"]
+    second = _start(_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, pg_url, n, "--worker", "1"),
+                    tmp_path / "second.log")
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    trials = _trials(pg_url)
+    assert len(_counted(trials)) == n
+    failed = trials[stale.number]
+    assert failed.state.name == "FAIL" and "reason" not in failed.user_attrs
+    (retry,) = [t for t in trials
+                if tune.retried_trial_number(t) == stale.number]
+    assert tune.is_counted(retry) and retry.params == stale.params
+    assert retry.user_attrs["worker"].endswith(f":{second.pid}")
+    frame = pd.read_csv(tmp_path / "out" / "trials.csv")
+    row = frame[frame["number"] == stale.number].iloc[0]
+    assert row["state"] == "FAIL" and f"retried as trial {retry.number}" in row["reason"]
