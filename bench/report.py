@@ -23,6 +23,9 @@ import seaborn as sns  # noqa: E402
 from bench.attention import attention_section  # noqa: E402
 from bench.config import BenchError  # noqa: E402
 from bench.results import atomic_write_bytes, atomic_write_text, read_tables  # noqa: E402
+from bench.speed import speed_section  # noqa: E402
+from bench.stats import statistics_section  # noqa: E402
+from bench.tune import tuning_section  # noqa: E402
 
 DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
 MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]
@@ -230,14 +233,17 @@ def render(run_dir: Path, report_dir: Path) -> str:
             plot_gap(r[r["status"] == "ok"], dataset, gap)
             out += [f"![{title} learning curves]({_rel(curves, report_dir)})", "",
                     f"![{title} overfitting gap]({_rel(gap, report_dir)})", ""]
-        out += [f"### Verdict on {title} (descriptive)", "", verdict(r, dataset), ""]
+        out += [f"### Per-seed differences on {title}", "", verdict(r, dataset), ""]
         attention = attention_section(run_dir, report_dir, dataset)
         if attention:
             out += [attention]
-    out += ["## What this does not show yet", "",
-            "The verdicts above describe paired per-seed differences only; with few seeds they are not "
-            "significance tests. Confidence intervals, paired tests and effect sizes belong in a "
-            "statistical-comparison section.", ""]
+    out += [statistics_section(run_dir, report_dir)]
+    tuning = tuning_section(run_dir, report_dir)
+    if tuning:
+        out += [tuning]
+    speed_csv = run_dir.parent / "speed.csv"
+    if speed_csv.exists():
+        out += [speed_section(speed_csv, report_dir, plots)]
     return "\n".join(out)
 
 

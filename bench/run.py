@@ -59,6 +59,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in --out, first moving existing results there to <out>.oldN")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs (quick runs)")
+    p.add_argument("--tune", action="store_true",
+                   help="tune each model with Optuna on the validation split first, then run the seeds "
+                        "with its best configuration (default --out results/<budget>-tuned)")
+    p.add_argument("--skip-tune", action="store_true",
+                   help="run the seed stage with the best trials already in --storage (tuned by workers)")
+    p.add_argument("--trials", type=int, default=None, help="trials per study (default: configs/search.toml)")
+    p.add_argument("--tune-timeout", type=float, default=None, help="seconds per study (default: search.toml)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite <out>/optuna.db)")
+    p.add_argument("--search", default=None, help="search-space TOML (default configs/search.toml)")
     p.add_argument("--deterministic", action="store_true",
                    help="force deterministic kernels (CUDA: slower; CPU results are deterministic anyway)")
     return p.parse_args(argv)
@@ -262,8 +272,16 @@ def execute(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.train.threads)
     if args.deterministic:
         set_deterministic(device)
-    out = Path(args.out) if args.out else Path("results") / cfg.budget
+    tuned = args.tune or args.skip_tune
+    if args.tune and args.skip_tune:
+        raise BenchError("--tune and --skip-tune exclude each other")
+    out = Path(args.out) if args.out else Path("results") / (cfg.budget + ("-tuned" if tuned else ""))
     data_dir = Path(args.data_dir) if args.data_dir else None
+    search = None
+    if tuned:
+        from bench import tune
+
+        search = tune.load_search(args.search)
     prepare_out_dir(out, cfg, fresh=args.fresh)
     if cfg.description:
         log.info("budget '%s': %s", cfg.budget, cfg.description)
@@ -274,24 +292,47 @@ def execute(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     for dataset in cfg.datasets:
+        data = None
+
+        def load_data():
+            t0 = time.perf_counter()
+            d = prepare(dataset, cfg.data, data_dir, Path(args.cache_dir) if args.cache_dir else None)
+            log.info("%s: %d train / %d val / %d test texts, vocabulary %d (%s, %.1fs%s)", dataset, len(d.train),
+                     len(d.val), len(d.test), d.vocab_size, d.source, time.perf_counter() - t0,
+                     ", cache hit" if d.cache_hit else "")
+            record_dataset(out, d, cfg.data.max_length)
+            return d
+
+        model_cfgs = {name: cfg for name in cfg.models}
+        if tuned:
+            data = load_data()
+            for name in cfg.models:
+                if cfg.model[name].kind == "tfidf":
+                    continue  # the linear floor has nothing to tune
+                if args.tune:
+                    model_cfgs[name] = tune.tune_model(cfg, data, name, out, storage_url=args.storage,
+                                                       trials=args.trials, timeout=args.tune_timeout,
+                                                       device=device, search=search)
+                else:
+                    model_cfgs[name] = tune.best_config(args.storage or tune.sqlite_url(out), dataset, name, cfg,
+                                                        search=search)
         todo = []
         for seed in cfg.seeds:
             for name in cfg.models:
                 done = results.load_unit(out, dataset, name, seed)
-                if done is not None and done["run"].get("config_hash") == cfg.unit_hash(name):
-                    log.info("%s/%s/seed%d: already finished, skipped", dataset, name, seed)
-                else:
+                if done is None:
                     todo.append((seed, name))
+                elif done["run"].get("config_hash") != model_cfgs[name].unit_hash(name):
+                    raise BenchError(f"{out}: {dataset}/{name}/seed{seed} was made with another configuration "
+                                     f"(hash {done['run'].get('config_hash')}, now {model_cfgs[name].unit_hash(name)});"
+                                     f" use another --out, or --fresh to move the old results aside")
+                else:
+                    log.info("%s/%s/seed%d: already finished, skipped", dataset, name, seed)
         if not todo:
             continue
-        t0 = time.perf_counter()
-        data = prepare(dataset, cfg.data, data_dir, Path(args.cache_dir) if args.cache_dir else None)
-        log.info("%s: %d train / %d val / %d test texts, vocabulary %d (%s, %.1fs%s)", dataset, len(data.train),
-                 len(data.val), len(data.test), data.vocab_size, data.source, time.perf_counter() - t0,
-                 ", cache hit" if data.cache_hit else "")
-        record_dataset(out, data, cfg.data.max_length)
+        data = data or load_data()
         for seed, name in todo:
-            record = run_unit(cfg, data, name, seed, device, out, env["git_sha"])
+            record = run_unit(model_cfgs[name], data, name, seed, device, out, env["git_sha"])
             results.save_unit(out, record)
             results.rebuild_tables(out)
     results.rebuild_tables(out)

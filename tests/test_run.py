@@ -182,3 +182,24 @@ def test_fresh_moves_old_results_aside(tmp_path, tiny_config, keyword_dir):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.old1" / "runs.csv").read_text() == "old"
     assert len(results.read_tables(out)[0]) == 1
+
+
+def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_config, keyword_dir):
+    from test_tune import TINY_SEARCH
+
+    search = tmp_path / "search.toml"
+    search.write_text(TINY_SEARCH)
+    args = _args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,tfidf", "--seeds", "0", "--epochs", "1",
+                 "--search", str(search))
+    proc = run_cli(*args, "--tune", "--trials", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 and set(trials["model"]) == {"rnn"}
+    runs, _ = results.read_tables(out)
+    assert set(runs["model"]) == {"rnn", "tfidf"}
+    assert "## Hyper-parameter tuning" in (tmp_path / "REPORT.md").read_text()
+    # the seed stage coordinated from the storage finds the same configuration: nothing to re-run
+    again = run_cli(*args, "--skip-tune")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already finished, skipped") == 2
