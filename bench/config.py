@@ -72,6 +72,7 @@ class Config:
     datasets: list[str] = field(default_factory=lambda: ["imdb"])
     models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    reference: str = ""          # if set, statistics compare every model with this one (ablations)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: dict[str, ModelConfig] = field(default_factory=dict)
@@ -129,6 +130,8 @@ def validate(cfg: Config) -> Config:
         if name not in cfg.model:
             raise BenchError(f"model '{name}' has no [model.{name}] section in the config "
                              f"(defined: {', '.join(cfg.model) or 'none'})")
+    if cfg.reference and cfg.reference not in cfg.models:
+        raise BenchError(f"config key 'reference' names '{cfg.reference}', which is not in 'models'")
     if not cfg.seeds:
         raise BenchError("config key 'seeds' must list at least one seed")
     if len(set(cfg.seeds)) != len(cfg.seeds):

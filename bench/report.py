@@ -247,7 +247,72 @@ def render(run_dir: Path, report_dir: Path) -> str:
     return "\n".join(out)
 
 
-def write_report(run_dir: Path, extra: Path | None = None) -> list[Path]:
+def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+    """Test accuracy per variant (bar: mean ± sd, dots: seeds), labelled with parameter counts."""
+    ok = runs[runs["status"] == "ok"]
+    models = _models(ok)
+    labels = [f"{m}\n{int(ok.loc[ok['model'] == m, 'params'].iloc[0]) / 1e6:.3f} M" for m in models]
+    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 3.8))
+    sns.barplot(data=ok, x="model", y="test_acc", order=models, errorbar="sd", alpha=0.45, ax=ax, color="tab:green")
+    sns.stripplot(data=ok, x="model", y="test_acc", order=models, color="black", size=5, ax=ax)
+    ax.set_xticks(range(len(models)), labels)
+    lo = ok["test_acc"].min()
+    ax.set_ylim(max(0.0, lo - 0.05), min(1.0, ok["test_acc"].max() + 0.02))
+    ax.set_xlabel("variant (parameters)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: ablation (bar: mean ± sd; dots: seeds)")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def ablation_section(abl_dir: Path, report_dir: Path) -> str:
+    """Every variant of an ablation run against its reference, with parameter counts beside accuracy."""
+    from bench.stats import compare
+
+    abl_dir = Path(abl_dir)
+    runs, _ = read_tables(abl_dir)
+    cfg = json.loads((abl_dir / "config.json").read_text())
+    ref = cfg.get("reference") or "rnn"
+    table = compare(abl_dir)
+    variants = {name: m for name, m in cfg["model"].items()}
+    base = variants.get(ref, {})
+
+    def change(name: str) -> str:
+        diff = [f"{k}={v}" for k, v in variants[name].items() if base.get(k) != v]
+        return ", ".join(diff) if diff else "reference"
+
+    out = ["## Ablation", "",
+           f"_From `{_rel(abl_dir, Path.cwd())}` ({cfg.get('description', '')}). Every variant is compared with the "
+           f"reference `{ref}` on the same seeds; p-values are Holm-adjusted over all {len(table)} comparisons "
+           "of the ablation run; parameter counts sit beside accuracy so that \"better\" cannot be \"bigger\"._", ""]
+    for dataset in sorted(set(runs["dataset"])):
+        r = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
+        title = DATASET_TITLES.get(dataset, dataset)
+        out += [f"### {title}", "",
+                "| variant | change vs reference | params | seeds | test acc % | Δ test acc vs ref (pp, 95% CI) | "
+                "p (Holm) | d_z | gap: train−val acc (pp) | Δ gap vs ref (pp, 95% CI) | p (Holm) |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for model in _models(r):
+            sub = r[r["model"] == model]
+            cells = []
+            for metric in ("test_acc", "gap_acc"):
+                row = table[(table["dataset"] == dataset) & (table["model_a"] == model) & (table["metric"] == metric)]
+                if row.empty:
+                    cells.append(("–", "–", "–"))
+                    continue
+                x = row.iloc[0]
+                cells.append((f"{x['mean_diff'] * 100:+.2f} [{x['ci_low'] * 100:+.2f}, {x['ci_high'] * 100:+.2f}]",
+                              f"{x['p_holm']:.4f}", f"{x['d_z']:.2f}"))
+            out.append(f"| {model} | {change(model)} | {int(sub['params'].iloc[0]):,} | {len(sub)} "
+                       f"| {_mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
+                       f"| {_mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
+        png = abl_dir / "plots" / f"{dataset}_ablation.png"
+        plot_ablation(r, dataset, png)
+        out += ["", f"![{title} ablation]({_rel(png, report_dir)})", ""]
+    return "\n".join(out)
+
+
+def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
     run_dir = Path(run_dir)
     if not (run_dir / "runs.csv").is_file():
@@ -256,7 +321,10 @@ def write_report(run_dir: Path, extra: Path | None = None) -> list[Path]:
     for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
-        atomic_write_text(target, render(run_dir, target.parent))
+        text = render(run_dir, target.parent)
+        if ablation is not None:
+            text += "\n" + ablation_section(Path(ablation), target.parent)
+        atomic_write_text(target, text)
         written.append(target)
     return written
 
@@ -266,9 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Regenerate REPORT.md and plots from a results folder's files alone.")
     p.add_argument("run_dir", help="a results folder, e.g. results/quick")
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
+    p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
     args = p.parse_args(argv)
     try:
-        for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None):
+        if args.ablation and not (Path(args.ablation) / "runs.csv").is_file():
+            raise BenchError(f"{args.ablation} is not a run folder (no runs.csv)")
+        for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
+                                 Path(args.ablation) if args.ablation else None):
             print(f"wrote {path}")
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

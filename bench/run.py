@@ -134,7 +134,7 @@ def environment(device) -> dict[str, Any]:
 
 def _settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that must match for results to share a folder (not the unit lists)."""
-    return {k: v for k, v in cfg_dict.items() if k not in ("datasets", "models", "seeds", "description")}
+    return {k: v for k, v in cfg_dict.items() if k not in ("datasets", "models", "seeds", "description", "reference")}
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:

@@ -8,6 +8,8 @@ No torch import: this runs on a laptop next to a results folder.
 """
 from __future__ import annotations
 
+import json
+
 import functools
 import io
 import itertools
@@ -512,12 +514,21 @@ def _read_runs(run_dir: Path) -> pd.DataFrame:
     return runs
 
 
+def _reference_pairs(run_dir: Path, runs: pd.DataFrame) -> list[tuple[str, str]] | None:
+    """[(variant, reference), …] when the run's config names a reference model (an ablation), else None."""
+    path = Path(run_dir) / "config.json"
+    reference = json.loads(path.read_text()).get("reference") if path.exists() else None
+    if not reference:
+        return None
+    return [(m, reference) for m in _models(runs) if m != reference]
+
+
 def compare(run_dir: Path) -> pd.DataFrame:
     """Compute every statistic of the run and write comparisons.csv, model_summary.csv, length_bins.csv
     (and length_bins_by_seed.csv, the per-seed values behind the bins) into the run folder."""
     run_dir = Path(run_dir)
     runs = _read_runs(run_dir)
-    table = comparisons(runs, run_dir)
+    table = comparisons(runs, run_dir, pairs=_reference_pairs(run_dir, runs))
     per_seed = accuracy_by_length(run_dir, runs)
     atomic_write_csv(run_dir / "comparisons.csv", table)
     atomic_write_csv(run_dir / "model_summary.csv", model_summary(runs))
