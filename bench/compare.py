@@ -5,20 +5,13 @@ compact table; the report's "Statistical comparison" section reads the same numb
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench.config import BenchError
+from bench.config import BenchError, OneLineParser
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def _fmt_p(p: float) -> str:

@@ -5,13 +5,16 @@ a config file can never silently fall back to a default.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
+import logging
+import sys
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_NAMES = ("rnn", "attn_rnn", "transformer")
@@ -20,6 +23,29 @@ DATASETS = ("imdb", "ag_news")
 
 class BenchError(Exception):
     """A known, user-fixable problem: the CLI prints its message on one line and exits 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def cli_main(parse_args: Callable[[list[str] | None], argparse.Namespace],
+             execute: Callable[[argparse.Namespace], int], argv: list[str] | None, interrupted: str) -> int:
+    """The shared entry of every `python -m bench.*` command: BenchError → one line + exit 2,
+    Ctrl-C → `interrupted` + exit 130 (finished work is already on disk)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    try:
+        return execute(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
 
 
 @dataclass

@@ -18,18 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.config import MODEL_NAMES, BenchError, Config, budget_path, load, validate
+from bench.config import MODEL_NAMES, BenchError, Config, OneLineParser, budget_path, cli_main, load, validate
 from bench import results
 
 log = logging.getLogger("bench")
 REPO_DIR = Path(__file__).resolve().parent.parent
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -346,16 +340,7 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    try:
-        return execute(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished units are saved; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return cli_main(parse_args, execute, argv, "finished units are saved; rerun the same command to resume")
 
 
 if __name__ == "__main__":

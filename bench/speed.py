@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.config import BenchError, budget_path, load
+from bench.config import BenchError, OneLineParser, budget_path, cli_main, load
 
 log = logging.getLogger("bench")
 
@@ -547,13 +547,9 @@ def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
 
 # ---------------------------------------------------------------- CLI
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m bench.speed",
+    p = OneLineParser(prog="python -m bench.speed",
                 description="Throughput of the harness's training and evaluation against a plain PyTorch "
                             "loop, per model, on real batches; writes a tidy CSV.")
     p.add_argument("--dataset", default="imdb", help="imdb or ag_news (default imdb)")
@@ -613,16 +609,7 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    try:
-        return execute(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return cli_main(parse_args, execute, argv, "no speed.csv was written")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Worker CLI: `python -m bench.tune --storage URL --dataset imdb --model attn_rnn 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -38,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from bench.config import CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, validate
+from bench.config import (CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, OneLineParser, TrainConfig,
+                          cli_main, validate)
 
 log = logging.getLogger("bench")
 
@@ -755,13 +755,9 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
 
 # ----------------------------------------------------------------------------- worker CLI
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
-
 
 def parse_args(argv: list[str] | None):
-    p = _OneLineParser(prog="python -m bench.tune",
+    p = OneLineParser(prog="python -m bench.tune",
                        description="An Optuna tuning worker: runs trials of one (dataset, model) study in a "
                                    "shared storage until it has the requested number of finished trials.")
     p.add_argument("--storage", default=None,
@@ -778,7 +774,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--budget", default="quick", help="named config under configs/ (default quick)")
     p.add_argument("--search", default=None, help="search space file (default configs/search.toml)")
     p.add_argument("--out", default=None, help="run folder for optuna.db (SQLite default), trials.csv and "
-                   "tuning.json (default results/<budget>)")
+                   "tuning.json (default results/<budget>-tuned, as bench.run --tune)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--worker", type=int, default=0,
                    help="this worker's index (give each concurrent worker its own): it varies the TPE sampler's "
@@ -807,7 +803,7 @@ def execute(args) -> int:
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    out = Path(args.out) if args.out else Path("results") / cfg.budget
+    out = Path(args.out) if args.out else Path("results") / f"{cfg.budget}-tuned"  # where bench.run --tune writes
     url = args.storage or sqlite_url(out)
     make_storage(url, search.settings)  # fail fast (one line) before loading data
     data = prepare(args.dataset, cfg.data, Path(args.data_dir) if args.data_dir else None,
@@ -821,16 +817,7 @@ def execute(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    try:
-        return execute(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are in the storage; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return cli_main(parse_args, execute, argv, "finished trials are in the storage; rerun the same command to resume")
 
 
 if __name__ == "__main__":
