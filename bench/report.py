@@ -21,12 +21,11 @@ import seaborn as sns  # noqa: E402
 
 from bench.attention import attention_section  # noqa: E402
 from bench.config import BenchError  # noqa: E402
-from bench.results import atomic_write_bytes, atomic_write_text, read_tables  # noqa: E402
+from bench.results import DATASET_TITLES, atomic_write_bytes, dataset_title, atomic_write_text, read_tables  # noqa: E402
 from bench.speed import speed_section  # noqa: E402
 from bench.stats import statistics_section  # noqa: E402
 from bench.tune import tuning_section  # noqa: E402
 
-DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
 MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]
 AG_NEWS_FULL_TRAIN = 120_000
 
@@ -45,7 +44,7 @@ def _models(frame: pd.DataFrame) -> list[str]:
     return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
 
 
-def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Train (eval-mode subset) vs validation accuracy and loss per epoch, mean ± sd over seeds."""
     models = _models(epochs)
     fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharex=True)
@@ -62,12 +61,12 @@ def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path) -> None
             ax.set_title(f"{model}: {label}")
             ax.set_ylabel(label)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: learning curves (mean ± sd over seeds)")
+    fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: learning curves (mean ± sd over seeds)")
     fig.tight_layout()
     _save_fig(fig, path)
 
 
-def plot_gap(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_gap(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Overfitting gap (train acc − val acc, at the restored epoch) per model, one point per seed."""
     models = _models(runs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -77,7 +76,7 @@ def plot_gap(runs: pd.DataFrame, dataset: str, path: Path) -> None:
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_ylabel(label)
         ax.set_title(label)
-    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: overfitting gap at the selected epoch "
+    fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: overfitting gap at the selected epoch "
                  "(bar: mean ± sd; dots: seeds)")
     fig.tight_layout()
     _save_fig(fig, path)
@@ -219,7 +218,7 @@ def render(run_dir: Path, report_dir: Path) -> str:
     plots = run_dir / "plots"
     for dataset in sorted(set(runs["dataset"]), key=lambda s: list(DATASET_TITLES).index(s)
                           if s in DATASET_TITLES else 99):
-        title = DATASET_TITLES.get(dataset, dataset)
+        title = dataset_title(run_dir, dataset)
         r = runs[runs["dataset"] == dataset]
         e = epochs[epochs["dataset"] == dataset]
         out += ["", f"## {title}", "", model_table(r), ""]
@@ -228,8 +227,8 @@ def render(run_dir: Path, report_dir: Path) -> str:
             out.append(f"- failed: {row['model']} seed {row['seed']}: {row['reason']}")
         if not e.empty:
             curves, gap = plots / f"{dataset}_curves.png", plots / f"{dataset}_gap.png"
-            plot_learning_curves(e, dataset, curves)
-            plot_gap(r[r["status"] == "ok"], dataset, gap)
+            plot_learning_curves(e, dataset, curves, title)
+            plot_gap(r[r["status"] == "ok"], dataset, gap, title)
             out += [f"![{title} learning curves]({_rel(curves, report_dir)})", "",
                     f"![{title} overfitting gap]({_rel(gap, report_dir)})", ""]
         out += [f"### Per-seed differences on {title}", "", verdict(r, dataset), ""]
@@ -246,7 +245,7 @@ def render(run_dir: Path, report_dir: Path) -> str:
     return "\n".join(out)
 
 
-def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Test accuracy per variant (bar: mean ± sd, dots: seeds), labelled with parameter counts."""
     ok = runs[runs["status"] == "ok"]
     models = _models(ok)
@@ -259,7 +258,7 @@ def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path) -> None:
     ax.set_ylim(max(0.0, lo - 0.05), min(1.0, ok["test_acc"].max() + 0.02))
     ax.set_xlabel("variant (parameters)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: ablation (bar: mean ± sd; dots: seeds)")
+    ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: ablation (bar: mean ± sd; dots: seeds)")
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -286,7 +285,7 @@ def ablation_section(abl_dir: Path, report_dir: Path) -> str:
            "of the ablation run; parameter counts sit beside accuracy so that \"better\" cannot be \"bigger\"._", ""]
     for dataset in sorted(set(runs["dataset"])):
         r = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
-        title = DATASET_TITLES.get(dataset, dataset)
+        title = dataset_title(abl_dir, dataset)
         out += [f"### {title}", "",
                 "| variant | change vs reference | params | seeds | test acc % | Δ test acc vs ref (pp, 95% CI) | "
                 "p (Holm) | d_z | gap: train−val acc (pp) | Δ gap vs ref (pp, 95% CI) | p (Holm) |",
@@ -306,7 +305,7 @@ def ablation_section(abl_dir: Path, report_dir: Path) -> str:
                        f"| {_mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
                        f"| {_mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
         png = abl_dir / "plots" / f"{dataset}_ablation.png"
-        plot_ablation(r, dataset, png)
+        plot_ablation(r, dataset, png, title)
         out += ["", f"![{title} ablation]({_rel(png, report_dir)})", ""]
     return "\n".join(out)
 

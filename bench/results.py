@@ -30,6 +30,21 @@ EPOCH_COLUMNS = [
 ]
 
 
+DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
+FULL_TRAIN_ROWS = {"imdb": 25_000, "ag_news": 120_000}
+
+
+def dataset_title(run_dir: Path, dataset: str) -> str:
+    """The dataset's display name, saying so when its training split was only a subset."""
+    title = DATASET_TITLES.get(dataset, dataset)
+    path = Path(run_dir) / "datasets.json"
+    info = json.loads(path.read_text()).get(dataset) if path.exists() else None
+    full = FULL_TRAIN_ROWS.get(dataset, 0)
+    if info and info["train"] + info["val"] < full:
+        title += f" (train: {info['train'] + info['val']:,} of {full:,} rows)"
+    return title
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
     path = Path(path)

@@ -30,14 +30,13 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: 
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from bench.config import BenchError  # noqa: E402
-from bench.results import atomic_write_bytes, atomic_write_csv, predictions_path  # noqa: E402
+from bench.results import DATASET_TITLES, dataset_title, atomic_write_bytes, atomic_write_csv, predictions_path  # noqa: E402
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 ASO_SEED = 1234
 MODEL_ORDER = ["rnn", "attn_rnn", "transformer"]
-DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
 # metric -> (label, True when higher is better)
 METRICS = {
     "test_acc": ("test accuracy", True),
@@ -551,7 +550,7 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
 
 
-def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """One point per seed over a box, per model, for test accuracy and the overfitting gap."""
     ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
     models = _models(ok)
@@ -566,12 +565,12 @@ def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path) -> Non
         ax.set_ylabel(f"{METRICS[metric][0]} (%)")
         ax.set_xlabel("")
         ax.set_title(METRICS[metric][0])
-    fig.suptitle(f"{DATASET_TITLES.get(dataset, dataset)}: per-seed results (dots: seeds; box: quartiles)")
+    fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: per-seed results (dots: seeds; box: quartiles)")
     fig.tight_layout()
     _save_fig(fig, path)
 
 
-def plot_forest(table: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_forest(table: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Paired differences A − B (percentage points) with their 95% t-intervals, one row per comparison."""
     sub = table[table["dataset"] == dataset].iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(sub) + 1.2))
@@ -583,12 +582,12 @@ def plot_forest(table: pd.DataFrame, dataset: str, path: Path) -> None:
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y, [f"{r.model_a} − {r.model_b}: {r.metric}" for r in sub.itertuples()])
     ax.set_xlabel("paired difference (percentage points), mean and 95% CI over seeds")
-    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: paired differences")
+    ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: paired differences")
     fig.tight_layout()
     _save_fig(fig, path)
 
 
-def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path) -> None:
+def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Test accuracy per length bin and model: mean over seeds with 95% t-interval."""
     sub = summary[summary["dataset"] == dataset]
     models = _models(sub)
@@ -606,7 +605,7 @@ def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path) -> None:
     ax.set_xlabel("test text length in tokens (quantile bins)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
-    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: accuracy by input length (mean, 95% CI over seeds)")
+    ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: accuracy by input length (mean, 95% CI over seeds)")
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -720,7 +719,7 @@ def statistics_section(run_dir: Path, report_dir: Path) -> str:
            "for B. Every number is in comparisons.csv, model_summary.csv and length_bins.csv next to runs.csv.",
            ""]
     for dataset in _datasets(runs[runs["status"] == "ok"]):
-        title = DATASET_TITLES.get(dataset, dataset)
+        title = dataset_title(run_dir, dataset)
         t = table[table["dataset"] == dataset]
         s = summary[summary["dataset"] == dataset]
         out += [f"### {title}: statistics", "", _summary_table(s), ""]
@@ -732,13 +731,13 @@ def statistics_section(run_dir: Path, report_dir: Path) -> str:
                 out += [f"> **Warning:** {warning}", ""]
         dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
                               plots / f"{dataset}_length.png")
-        plot_seed_distributions(runs, dataset, dist)
+        plot_seed_distributions(runs, dataset, dist, title)
         out += [f"![{title} per-seed results]({_rel(dist, report_dir)})", ""]
         if not t.empty:
-            plot_forest(table, dataset, forest)
+            plot_forest(table, dataset, forest, title)
             out += [f"![{title} paired differences]({_rel(forest, report_dir)})", ""]
         if (lengths["dataset"] == dataset).any():
-            plot_length_bins(lengths, dataset, bins)
+            plot_length_bins(lengths, dataset, bins, title)
             out += [f"![{title} accuracy by input length]({_rel(bins, report_dir)})", ""]
         out += [f"#### Verdict on {title} (from the statistics above)", "", *_verdict(table, dataset), ""]
     return "\n".join(out)
