@@ -61,6 +61,13 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert rep.returncode == 0, rep.stderr
     assert (out / "REPORT.md").read_bytes() == first
 
+    # an ablation folder joins the report: every variant against the reference, with parameter counts
+    abl = run_cli(str(out), "--ablation", str(out), "--output", str(tmp_path / "WITH_ABLATION.md"), module="bench.report")
+    assert abl.returncode == 0, abl.stderr
+    text = (tmp_path / "WITH_ABLATION.md").read_text()
+    assert "## Ablation" in text and "| attn_rnn | pooling=attention |" in text
+    assert (out / "plots" / "imdb_ablation.png").exists()
+
     # a different config into the same folder is refused, naming the key, and nothing changes
     before = (out / "runs.csv").read_bytes()
     clash = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--epochs", "2"))
