@@ -157,6 +157,15 @@ def verdict(runs: pd.DataFrame, dataset: str) -> str:
     return "\n".join(lines)
 
 
+def _threads(runs: pd.DataFrame, env: dict) -> str:
+    """Thread counts as recorded per run (older runs without the column: not recorded)."""
+    if "threads" not in runs:
+        return f"{env.get('torch_threads')} (environment.json)"
+    counts = runs["threads"].fillna(-1).astype(int).value_counts().sort_index(ascending=False)
+    parts = [f"{'not recorded' if k < 0 else k} ({n} runs)" for k, n in counts.items()]
+    return ", ".join(parts) if parts else str(env.get("torch_threads"))
+
+
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
@@ -199,7 +208,7 @@ def render(run_dir: Path, report_dir: Path) -> str:
         f"({d['train_eval_size']:,} texts) minus validation accuracy at the selected epoch "
         "(and validation loss minus that subset's loss).",
         f"- Hardware: {env.get('gpu') or env.get('processor')}, {env.get('cpu_count')} CPU cores, "
-        f"{env.get('torch_threads')} torch threads, device `{env['device']}`; Python {env['python']}, "
+        f"torch threads per run: {_threads(runs, env)}, device `{env['device']}`; Python {env['python']}, "
         f"torch {env['torch']}, datasets {env['datasets']}, tokenizers {env['tokenizers']}; "
         f"git {env['git_sha'][:12]}.",
     ]

@@ -20,7 +20,7 @@ import pandas as pd
 RUN_COLUMNS = [
     "dataset", "model", "seed", "status", "reason", "params", "best_epoch", "epochs_run",
     "best_val_acc", "best_val_loss", "test_acc", "test_loss", "train_acc", "train_eval_acc",
-    "gap_acc", "gap_loss", "train_seconds", "wall_seconds", "train_tokens_per_s", "device", "config_hash",
+    "gap_acc", "gap_loss", "train_seconds", "wall_seconds", "train_tokens_per_s", "device", "threads", "config_hash",
     "git_sha",
 ]
 EPOCH_COLUMNS = [

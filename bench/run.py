@@ -212,7 +212,8 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
     mcfg = cfg.model[model_name]
     desc = f"{data.dataset}/{model_name}/seed{seed}"
     run = {"dataset": data.dataset, "model": model_name, "seed": seed, "status": "ok", "reason": "",
-           "device": str(device), "config_hash": cfg.unit_hash(model_name), "git_sha": sha}
+           "device": str(device), "threads": torch.get_num_threads(), "config_hash": cfg.unit_hash(model_name),
+           "git_sha": sha}
     try:
         fitted, test, params, model = _fit_unit(cfg, data, model_name, seed, device, desc)
     except TrainingDiverged as exc:
