@@ -128,7 +128,9 @@ class TransformerClassifier(nn.Module):
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int, max_length: int) -> nn.Module:
     if cfg.kind == "rnn":
         return RNNClassifier(vocab_size, num_classes, cfg)
-    return TransformerClassifier(vocab_size, num_classes, cfg, max_length)
+    if cfg.kind == "transformer":
+        return TransformerClassifier(vocab_size, num_classes, cfg, max_length)
+    raise ValueError(f"build_model builds neural models only, not kind '{cfg.kind}'")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -193,7 +193,8 @@ def render(run_dir: Path, report_dir: Path) -> str:
         "",
         "## Setup",
         "",
-        f"- Budget **{cfg['budget']}**: {cfg.get('description', '')}",
+        f"- Budget **{cfg['budget']}**: {cfg.get('description', '')} (config `configs/{cfg['budget']}.toml`; "
+        f"this folder holds {len(cfg['seeds'])} seeds).",
         f"- Seeds {', '.join(str(s) for s in cfg['seeds'])}, paired: seed *k* gives every model the same "
         "initialisation stream, dropout stream and batch order; the validation split is the same for all "
         f"(stratified {d['val_fraction']:.0%} of train, split seed {d['split_seed']}).",

@@ -583,8 +583,9 @@ def execute(args: argparse.Namespace) -> int:
         raise BenchError("--max-length must be >= 0; --batches, --repeats and --matmul-size at least 1")
     if args.max_length:
         cfg.data = dataclasses.replace(cfg.data, max_length=args.max_length)
-    models = cfg.models if not args.models else [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in cfg.model]
+    neural = [m for m in cfg.models if cfg.model[m].kind != "tfidf"]  # the linear floor has no training loop
+    models = neural if not args.models else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in neural]
     if unknown:
         raise BenchError(f"unknown model '{unknown[0]}' (choose from {', '.join(cfg.model)})")
     import torch

@@ -8,7 +8,7 @@ from bench.config import BenchError
 def test_shipped_budgets_are_valid(budget):
     cfg = config.load(config.budget_path(budget))
     assert cfg.budget == budget
-    assert set(cfg.models) == {"rnn", "attn_rnn", "transformer"}
+    assert set(cfg.models) == {"rnn", "attn_rnn", "transformer", "tfidf"}
     assert cfg.model["rnn"].pooling == "last" and cfg.model["attn_rnn"].pooling == "attention"
 
 
