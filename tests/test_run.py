@@ -111,7 +111,7 @@ def test_bad_options_are_one_line_errors(tmp_path, tiny_config, keyword_dir, ext
 
 def test_unknown_budget_is_a_one_line_error(tmp_path):
     proc = run_cli("--budget", "huge", "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "unknown budget 'huge' (choose from full, quick)" in proc.stderr
+    assert proc.returncode == 2 and "unknown budget 'huge' (choose from ablation, full, quick)" in proc.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
