@@ -218,16 +218,20 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
-def load(path: str | Path) -> Config:
-    """Read and validate a TOML config file."""
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing or unparsable file is a one-line BenchError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"config file not found: {path}")
+        raise BenchError(f"{what} not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"config file {path} is not valid TOML: {exc}") from None
-    return validate(from_dict(raw))
+        raise BenchError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    return validate(from_dict(read_toml(path)))
 
 
 def budget_path(budget: str) -> Path:

@@ -31,14 +31,13 @@ import os
 import socket
 import sys
 import time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from bench.config import (CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, OneLineParser, TrainConfig,
-                          cli_main, validate)
+                          cli_main, read_toml, validate)
 
 log = logging.getLogger("bench")
 
@@ -205,13 +204,7 @@ def _named(model: str, key: str, spec: Any) -> dict[str, Any]:
 
 def load_search(path: str | Path | None = None) -> SearchSpace:
     path = Path(path) if path else SEARCH_PATH
-    if not path.is_file():
-        raise BenchError(f"search space file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"search space file {path} is not valid TOML: {exc}") from None
-    return parse_search(raw, str(path))
+    return parse_search(read_toml(path, "search space file"), str(path))
 
 
 def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
