@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from bench.data import CLASS_NAMES, Split, iterate_batches
-from bench.results import atomic_write_bytes, atomic_write_json
+from bench.results import atomic_write_json, relative_link, save_png
 
 N_EXAMPLES = 4   # shown per run: half correct, half wrong
 MAX_SHOWN_TOKENS = 60
@@ -77,9 +77,6 @@ def _heatmap(example: dict, class_names: list[str], ax) -> None:
 
 def attention_section(run_dir: Path, report_dir: Path, dataset: str) -> str:
     """Markdown + heat-map PNG for one dataset, from the first attention file of its lowest seed."""
-    import io
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,12 +96,9 @@ def attention_section(run_dir: Path, report_dir: Path, dataset: str) -> str:
     fig.suptitle(f"{path.stem}: attention weight per token (darker = more weight; first "
                  f"{MAX_SHOWN_TOKENS} tokens)", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     png = run_dir / "plots" / f"{dataset}_attention.png"
-    atomic_write_bytes(png, buf.getvalue())
-    rel = Path(os.path.relpath(png.resolve(), report_dir.resolve())).as_posix()
+    save_png(fig, png)
+    rel = relative_link(png, report_dir)
     lines = [f"### What attention looks at ({path.stem})", "",
              f"![attention heat-map]({rel})", "",
              "Most-attended word (the token with the largest weight in each test text), counted per true class:",

@@ -78,6 +78,22 @@ def atomic_write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> No
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_png(fig, path: str | Path) -> None:
+    """Save a matplotlib figure as PNG, byte-identical for identical input (no software stamp),
+    atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def relative_link(path: str | Path, start: str | Path) -> str:
+    """A markdown link target for `path` as seen from the folder `start`."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
 def unit_key(dataset: str, model: str, seed: int) -> str:
     return f"{dataset}__{model}__seed{seed}"
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import logging
 import math
 import os
@@ -48,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import BenchError, OneLineParser, budget_path, cli_main, load
+from bench.results import relative_link, save_png
 
 log = logging.getLogger("bench")
 
@@ -431,7 +431,6 @@ def plot_speed(frame: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.results import atomic_write_bytes
 
     models = [m for m in MODEL_ORDER if m in set(frame["model"])] + \
         sorted(set(frame["model"]) - set(MODEL_ORDER) - {"all"})
@@ -454,10 +453,7 @@ def plot_speed(frame: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("real tokens / s (log)")
     ax.set_title("Throughput: harness vs plain reference loop (median, min–max)")
     ax.legend(fontsize=7, ncol=2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
@@ -472,7 +468,7 @@ def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
         sorted(set(frame["model"]) - set(MODEL_ORDER) - {"all"})
     mem_name = "peak RSS" if env["device"] == "cpu" else "peak CUDA memory"
     out = ["## Speed", "",
-           f"_From `{Path(os.path.relpath(speed_csv.resolve(), report_dir.resolve())).as_posix()}`, written by "
+           f"_From `{relative_link(speed_csv, report_dir)}`, written by "
            "`python -m bench.speed`._", "",
            f"Device `{env['device']}`, {int(env['threads'])} torch threads ({int(env['cpu_count'])} CPU cores), "
            f"torch {env['torch']}; dataset {env['dataset']}, texts cut to {int(env['max_length'])} tokens; "
@@ -500,7 +496,7 @@ def speed_section(speed_csv: Path, report_dir: Path, plots_dir: Path) -> str:
     peak = _cell(frame, "all", "matmul_peak_gflops")
     plot = plots_dir / "speed.png"
     plot_speed(frame, plot)
-    link = Path(os.path.relpath(plot.resolve(), report_dir.resolve())).as_posix()
+    link = relative_link(plot, report_dir)
     out += ["", f"![Throughput, harness vs reference]({link})", ""]
     if "transformer" in models:
         g = _cell(frame, "transformer", "train_gflops_per_s_harness")

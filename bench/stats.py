@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 
 import functools
-import io
 import itertools
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,7 +28,8 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: 
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from bench.config import BenchError  # noqa: E402
-from bench.results import DATASET_TITLES, dataset_title, atomic_write_bytes, atomic_write_csv, predictions_path  # noqa: E402
+from bench.results import (DATASET_TITLES, atomic_write_csv, dataset_title, predictions_path,  # noqa: E402
+                           relative_link, save_png)  # noqa: E402
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -539,17 +538,6 @@ def compare(run_dir: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------- plots
 
 
-def _save_fig(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _rel(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
-
-
 def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """One point per seed over a box, per model, for test accuracy and the overfitting gap."""
     ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
@@ -567,7 +555,7 @@ def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path, title:
         ax.set_title(METRICS[metric][0])
     fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: per-seed results (dots: seeds; box: quartiles)")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_png(fig, path)
 
 
 def plot_forest(table: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
@@ -584,7 +572,7 @@ def plot_forest(table: pd.DataFrame, dataset: str, path: Path, title: str | None
     ax.set_xlabel("paired difference (percentage points), mean and 95% CI over seeds")
     ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: paired differences")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_png(fig, path)
 
 
 def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
@@ -607,7 +595,7 @@ def plot_length_bins(summary: pd.DataFrame, dataset: str, path: Path, title: str
     ax.legend()
     ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: accuracy by input length (mean, 95% CI over seeds)")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_png(fig, path)
 
 
 # ---------------------------------------------------------------- markdown
@@ -732,12 +720,12 @@ def statistics_section(run_dir: Path, report_dir: Path) -> str:
         dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
                               plots / f"{dataset}_length.png")
         plot_seed_distributions(runs, dataset, dist, title)
-        out += [f"![{title} per-seed results]({_rel(dist, report_dir)})", ""]
+        out += [f"![{title} per-seed results]({relative_link(dist, report_dir)})", ""]
         if not t.empty:
             plot_forest(table, dataset, forest, title)
-            out += [f"![{title} paired differences]({_rel(forest, report_dir)})", ""]
+            out += [f"![{title} paired differences]({relative_link(forest, report_dir)})", ""]
         if (lengths["dataset"] == dataset).any():
             plot_length_bins(lengths, dataset, bins, title)
-            out += [f"![{title} accuracy by input length]({_rel(bins, report_dir)})", ""]
+            out += [f"![{title} accuracy by input length]({relative_link(bins, report_dir)})", ""]
         out += [f"#### Verdict on {title} (from the statistics above)", "", *_verdict(table, dataset), ""]
     return "\n".join(out)

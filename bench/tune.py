@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from typing import Any, get_type_hints
 
 from bench.config import (CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, OneLineParser, TrainConfig,
                           cli_main, read_toml, validate)
+from bench.results import relative_link, save_png
 
 log = logging.getLogger("bench")
 
@@ -662,7 +662,6 @@ def plot_history(frame, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from bench.results import atomic_write_bytes
 
     done = frame[frame["state"] == "COMPLETE"].sort_values("number")
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -678,10 +677,7 @@ def plot_history(frame, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(loc="lower right", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def _fmt(v: Any) -> str:
@@ -741,7 +737,7 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
         if not f.empty:
             png = run_dir / "plots" / f"tuning_{s['dataset']}_{s['model']}.png"
             plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")
-            rel = Path(os.path.relpath(png.resolve(), report_dir.resolve())).as_posix()
+            rel = relative_link(png, report_dir)
             out += [f"![{s['dataset']} {s['model']} optimisation history]({rel})", ""]
     return "\n".join(out)
 
