@@ -61,6 +61,7 @@ class TuneSettings:
     train_subset: int = 0
     epochs: int = 3
     sampler_seed: int = 0
+    startup_trials: int = 5
     heartbeat_s: int = 60
     grace_s: int = 180
     max_retry: int = 2
@@ -172,7 +173,7 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
         if (hint is int and (isinstance(value, bool) or not isinstance(value, int))) or not isinstance(value, hint):
             raise BenchError(f"search key 'settings.{key}' must be {hint.__name__}, got {value!r}")
         setattr(st, key, value)
-    for key in ("trials", "param_cap", "heartbeat_s", "grace_s"):
+    for key in ("trials", "param_cap", "heartbeat_s", "grace_s", "startup_trials"):
         if getattr(st, key) <= 0:
             raise BenchError(f"search key 'settings.{key}' must be positive, got {getattr(st, key)}")
     for key in ("timeout_s", "train_subset", "epochs", "max_retry", "sampler_seed"):
@@ -353,7 +354,8 @@ def open_study(storage, name: str, settings: TuneSettings, epochs: int, worker: 
         # fixed seed for a fresh study; a resumed study (or another worker) gets a different but
         # reproducible stream, so its random start-up trials do not repeat earlier configurations
         existing = len(study.get_trials(deepcopy=False))
-        study.sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + 7919 * worker + 1009 * existing)
+        study.sampler = optuna.samplers.TPESampler(n_startup_trials=settings.startup_trials,
+                                                   seed=settings.sampler_seed + 7919 * worker + 1009 * existing)
         return study
     except KeyError:
         names = optuna.study.get_all_study_names(storage)
