@@ -17,6 +17,7 @@ flight, and a trial that finds the budget already used up when it starts ends at
 "surplus" FAIL (not counted), so any number of workers stop at exactly N finished trials.
 
 Worker CLI: `python -m bench.tune --storage URL --dataset imdb --model attn_rnn --trials N`.
+The REPORT.md section on tuning is in `bench.tuning_report`.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from typing import Any, get_type_hints
 
 from bench.config import (CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConfig, OneLineParser, TrainConfig,
                           cli_main, read_toml, validate)
-from bench.results import relative_link, save_png
 
 log = logging.getLogger("bench")
 
@@ -653,95 +653,6 @@ def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
     name = study_name(cfg, dataset, model_name, search)
     study = open_study(storage, name, search.settings, search.settings.epochs or cfg.train.epochs, create=False)
     return apply_params(cfg, model_name, best_params(study))
-
-
-# ----------------------------------------------------------------------------- report
-
-def plot_history(frame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-
-    done = frame[frame["state"] == "COMPLETE"].sort_values("number")
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    if not done.empty:
-        ax.scatter(done["number"], done["value"] * 100, s=14, color="tab:blue", alpha=0.7, label="trial", zorder=3)
-        ax.step(done["number"], np.maximum.accumulate(done["value"].to_numpy()) * 100, where="post",
-                color="tab:red", label="best so far")
-    pruned = frame[frame["state"] == "PRUNED"]
-    for x in pruned["number"]:
-        ax.axvline(x, color="0.85", lw=0.8, zorder=0)
-    ax.set_xlabel("trial number (grey lines: pruned)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend(loc="lower right", fontsize=8)
-    save_png(fig, path)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 0.01 or abs(v) >= 1000 else f"{v:.4g}"
-    return str(v)
-
-
-def tuning_section(run_dir: Path, report_dir: Path) -> str:
-    """Markdown for REPORT.md from `<run_dir>/tuning.json` and `trials.csv` ('' when not tuned)."""
-    import pandas as pd
-
-    run_dir, report_dir = Path(run_dir), Path(report_dir)
-    info_path, csv_path = run_dir / "tuning.json", run_dir / "trials.csv"
-    if not info_path.is_file() or not csv_path.is_file():
-        return ""
-    info = json.loads(info_path.read_text())
-    frame = pd.read_csv(csv_path, dtype={"params": str, "reason": str, "worker": str})
-    out = ["## Hyper-parameter tuning", "",
-           "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
-           "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
-    for key in sorted(info):
-        s = info[key]
-        f = frame[frame["study"] == s["study"]]
-        counts = f["state"].value_counts()
-        capped = int(f["reason"].fillna("").str.contains("exceed the cap").sum())
-        stale = int(((f["state"] == "FAIL") & f["reason"].fillna("").str.startswith("worker stopped")).sum())
-        surplus = int(f["reason"].fillna("").str.startswith("surplus").sum())
-        failed = int(counts.get("FAIL", 0)) - stale - surplus
-        subset = (f"a stratified subset of **{s['train_rows']:,} of the {s['train_rows_full']:,}** training texts"
-                  if s["train_rows"] < s["train_rows_full"] else f"all {s['train_rows_full']:,} training texts")
-        out += [f"### {s['dataset']} / {s['model']}", "",
-                f"- Study `{s['study']}`: {s['trials_requested']} trials requested; "
-                f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
-                f"({capped} over the parameter cap before training), {failed} failed"
-                + (f", {stale} lost to a stopped worker and retried" if stale else "") + ".",
-                f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
-                f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
-                f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
-        best = s.get("best")
-        if best:
-            out += [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
-                    + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
-                    "| parameter | best value | searched |", "|---|---|---|"]
-            for p, v in sorted(best["params"].items()):
-                spec = s["search_space"].get(p, {})
-                searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
-                            f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
-                out.append(f"| {p} | {_fmt(v)} | {searched} |")
-            out.append("")
-        else:
-            out += ["No trial completed.", ""]
-        if s.get("importances"):
-            out += ["Hyper-parameter importances (fANOVA, seed 0):", "", "| parameter | importance |", "|---|---|"]
-            out += [f"| {p} | {v:.3f} |" for p, v in sorted(s["importances"].items(), key=lambda kv: (-kv[1], kv[0]))]
-            out.append("")
-        if not f.empty:
-            png = run_dir / "plots" / f"tuning_{s['dataset']}_{s['model']}.png"
-            plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")
-            rel = relative_link(png, report_dir)
-            out += [f"![{s['dataset']} {s['model']} optimisation history]({rel})", ""]
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- worker CLI

@@ -56,10 +56,11 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert (floor["test_acc"] > 0.95).all()  # a bag of words solves the keyword task
 
     # the report is rebuilt from the files alone, byte-identically
-    first = (out / "REPORT.md").read_bytes()
+    first, gap_png = (out / "REPORT.md").read_bytes(), (out / "plots" / "imdb_gap.png").read_bytes()
     rep = run_cli(str(out), module="bench.report")
     assert rep.returncode == 0, rep.stderr
     assert (out / "REPORT.md").read_bytes() == first
+    assert (out / "plots" / "imdb_gap.png").read_bytes() == gap_png  # seeded jitter: the plots too
 
     # an ablation folder joins the report: every variant against the reference, with parameter counts
     abl = run_cli(str(out), "--ablation", str(out), "--output", str(tmp_path / "WITH_ABLATION.md"), module="bench.report")
@@ -206,6 +207,13 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     runs, _ = results.read_tables(out)
     assert set(runs["model"]) == {"rnn", "tfidf"}
     assert "## Hyper-parameter tuning" in (tmp_path / "REPORT.md").read_text()
+    # a tuned folder reported beside an untuned one (here itself): paired tuned − untuned per tuned model
+    rep = run_cli(str(out), "--tuned", str(out), "--output", str(tmp_path / "WITH_TUNED.md"), module="bench.report")
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "WITH_TUNED.md").read_text()
+    assert "## Tuned models" in text and "### Hyper-parameter tuning" in text  # nested one level down
+    assert "| rnn | 1 |" in text and "| +0.00 |" in text and "| tfidf | 1 |" not in text.split("Tuned − untuned")[1]
+    assert "--tuned" in text.splitlines()[2]  # the header names the command that made it
     # the seed stage coordinated from the storage finds the same configuration: nothing to re-run
     again = run_cli(*args, "--skip-tune")
     assert again.returncode == 0, again.stderr

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import config, tune
+from bench import config, tune, tuning_report
 from bench.config import BenchError
 from conftest import REPO, cli_env, run_cli
 
@@ -190,7 +190,7 @@ def test_param_cap_prunes_before_training_with_reason(tmp_path, tiny_config, key
     assert len(fitted_sizes) == 6 - len(capped) and max(fitted_sizes) <= 6000  # never trained over the cap
     assert tuned.model["rnn"].embed_dim == 8 and tuned.model["rnn"].lr > 0
     assert json.loads((tmp_path / "run" / "tuning.json").read_text())["imdb/rnn"]["param_cap"] == 6000
-    md = tune.tuning_section(tmp_path / "run", tmp_path)
+    md = tuning_report.tuning_section(tmp_path / "run", tmp_path)
     assert "Parameter cap **6,000**" in md and f"{len(capped)} over the parameter cap" in md
     assert "a stratified subset of **600 of the 1,080** training texts" in md  # the tuning subset is stated
     assert "](run/plots/tuning_imdb_rnn.png)" in md
@@ -222,7 +222,7 @@ def test_nan_trial_fails_cleanly_and_the_study_continues(tmp_path, tiny_config, 
     assert trials[1].user_attrs["reason"] == "diverged: training loss became nan in epoch 1"
     frame = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert frame.loc[1, "reason"].startswith("diverged") and frame.loc[1, "state"] == "FAIL"
-    assert "1 failed" in tune.tuning_section(tmp_path / "run", tmp_path)
+    assert "1 failed" in tuning_report.tuning_section(tmp_path / "run", tmp_path)
     # a changed search space is a different study, never mixed into the old one
     other = _search(TINY_SEARCH.replace("high = 32", "high = 40"), trials=4, epochs=1)
     assert tune.study_name(cfg, "imdb", "rnn", other) != tune.study_name(cfg, "imdb", "rnn", search)
@@ -380,3 +380,21 @@ def test_postgres_worker_killed_mid_trial_is_completed_by_another(tmp_path, tiny
     frame = pd.read_csv(tmp_path / "out" / "trials.csv")
     row = frame[frame["number"] == stale.number].iloc[0]
     assert row["state"] == "FAIL" and f"retried as trial {retry.number}" in row["reason"]
+
+
+def test_expected_max_matches_enumeration_of_all_draws():
+    """Dodge et al.'s expected best of n trials equals the mean over every n-draw (with replacement)."""
+    import itertools
+
+    import numpy as np
+
+    values = [0.71, 0.80, 0.80, 0.86, 0.90]
+    for n in (1, 2, 3):
+        maxima = [max(draw) for draw in itertools.product(values, repeat=n)]
+        mean, sd = tuning_report.expected_max(values, n)
+        assert mean == pytest.approx(np.mean(maxima), abs=1e-12)
+        assert sd == pytest.approx(np.std(maxima), abs=1e-12)
+    assert tuning_report.expected_max([0.0, 1.0], 2)[0] == pytest.approx(0.75)
+    assert tuning_report.expected_max(values, 1)[0] == pytest.approx(np.mean(values))
+    with pytest.raises(ValueError):
+        tuning_report.expected_max([], 1)

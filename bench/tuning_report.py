@@ -1,0 +1,136 @@
+"""The tuning part of REPORT.md, from `<run>/tuning.json` and `<run>/trials.csv` alone: per study
+the best configuration, trial counts, the optimisation history, fANOVA importances, and the
+expected best validation accuracy as a function of the number of trials (Dodge et al., 2019)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.results import relative_link, save_png
+
+CURVE_POINTS = (1, 2, 3, 5, 8, 12, 20, 30)
+
+
+def expected_max(values, n: int) -> tuple[float, float]:
+    """(mean, sd) of the best of `n` trials drawn with replacement from the observed `values`.
+
+    Dodge et al. (2019), "Show Your Work": with the sorted values v_1 ≤ … ≤ v_N and the empirical
+    CDF, P(max = v_i) = (i/N)^n − ((i−1)/N)^n. It answers "how much does tuning budget matter":
+    a curve still rising at the last point means more trials would likely have found better."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size == 0 or n < 1:
+        raise ValueError("expected_max needs at least one value and n >= 1")
+    i = np.arange(1, v.size + 1)
+    p = (i / v.size) ** n - ((i - 1) / v.size) ** n
+    mean = float(p @ v)
+    return mean, float(np.sqrt(max(0.0, p @ (v - mean) ** 2)))
+
+
+def plot_history(frame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = frame[frame["state"] == "COMPLETE"].sort_values("number")
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    if not done.empty:
+        ax.scatter(done["number"], done["value"] * 100, s=14, color="tab:blue", alpha=0.7, label="trial", zorder=3)
+        ax.step(done["number"], np.maximum.accumulate(done["value"].to_numpy()) * 100, where="post",
+                color="tab:red", label="best so far")
+    pruned = frame[frame["state"] == "PRUNED"]
+    for x in pruned["number"]:
+        ax.axvline(x, color="0.85", lw=0.8, zorder=0)
+    ax.set_xlabel("trial number (grey lines: pruned)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(loc="lower right", fontsize=8)
+    save_png(fig, path)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 0.01 or abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def expected_max_table(frame) -> list[str]:
+    """Markdown rows of the expected-best curve over the studies' completed trials."""
+    done = frame[frame["state"] == "COMPLETE"]
+    if len(done) < 2:
+        return []
+    points = [n for n in CURVE_POINTS if n <= len(done)] or [1]
+    out = ["Expected best validation accuracy after *n* trials (Dodge et al. 2019; mean ± sd over draws from the "
+           f"{len(done)} completed trials — pruned trials left out, and TPE's trials are not independent draws, "
+           "so read it as a guide to whether more trials would help):", "",
+           "| trials | " + " | ".join(str(n) for n in points) + " |", "|---|" + "---:|" * len(points)]
+    cells = [f"{m * 100:.2f} ± {s * 100:.2f}" for m, s in (expected_max(done["value"], n) for n in points)]
+    out += ["| expected best val acc % | " + " | ".join(cells) + " |", ""]
+    return out
+
+
+def tuning_section(run_dir: Path, report_dir: Path) -> str:
+    """Markdown for REPORT.md from `<run_dir>/tuning.json` and `trials.csv` ('' when not tuned)."""
+    import pandas as pd
+
+    run_dir, report_dir = Path(run_dir), Path(report_dir)
+    info_path, csv_path = run_dir / "tuning.json", run_dir / "trials.csv"
+    if not info_path.is_file() or not csv_path.is_file():
+        return ""
+    info = json.loads(info_path.read_text())
+    frame = pd.read_csv(csv_path, dtype={"params": str, "reason": str, "worker": str})
+    out = ["## Hyper-parameter tuning", "",
+           "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
+           "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
+    for key in sorted(info):
+        s = info[key]
+        f = frame[frame["study"] == s["study"]]
+        counts = f["state"].value_counts()
+        capped = int(f["reason"].fillna("").str.contains("exceed the cap").sum())
+        stale = int(((f["state"] == "FAIL") & f["reason"].fillna("").str.startswith("worker stopped")).sum())
+        surplus = int(f["reason"].fillna("").str.startswith("surplus").sum())
+        failed = int(counts.get("FAIL", 0)) - stale - surplus
+        subset = (f"a stratified subset of **{s['train_rows']:,} of the {s['train_rows_full']:,}** training texts"
+                  if s["train_rows"] < s["train_rows_full"] else f"all {s['train_rows_full']:,} training texts")
+        workers = f["worker"].dropna().nunique()
+        hours = f["duration_s"].sum() / 3600
+        counted = int(counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)) + failed
+        short = (f" (the study stopped at its time budget after {counted})"
+                 if counted < s["trials_requested"] else "")
+        out += [f"### {s['dataset']} / {s['model']}", "",
+                f"- Study `{s['study']}`: {s['trials_requested']} trials requested{short}; "
+                f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
+                f"({capped} over the parameter cap before training), {failed} failed"
+                + (f", {stale} lost to a stopped worker and retried" if stale else "")
+                + f"; {workers} worker process{'es' if workers != 1 else ''}, {hours:.2f} h of trial time.",
+                f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
+                f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
+                f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
+        best = s.get("best")
+        if best:
+            out += [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
+                    + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
+                    "| parameter | best value | searched |", "|---|---|---|"]
+            for p, v in sorted(best["params"].items()):
+                spec = s["search_space"].get(p, {})
+                searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
+                            f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
+                out.append(f"| {p} | {_fmt(v)} | {searched} |")
+            out.append("")
+        else:
+            out += ["No trial completed.", ""]
+        if s.get("importances"):
+            out += ["Hyper-parameter importances (fANOVA, seed 0):", "", "| parameter | importance |", "|---|---|"]
+            out += [f"| {p} | {v:.3f} |" for p, v in sorted(s["importances"].items(), key=lambda kv: (-kv[1], kv[0]))]
+            out.append("")
+        out += expected_max_table(f)
+        if not f.empty:
+            png = run_dir / "plots" / f"tuning_{s['dataset']}_{s['model']}.png"
+            plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")
+            rel = relative_link(png, report_dir)
+            out += [f"![{s['dataset']} {s['model']} optimisation history]({rel})", ""]
+    return "\n".join(out)
