@@ -175,8 +175,28 @@ def _threads(runs: pd.DataFrame, env: dict) -> str:
     return ", ".join(parts) if parts else str(env.get("torch_threads"))
 
 
-def render(run_dir: Path, report_dir: Path, command: str | None = None) -> str:
-    """The report's markdown, with image links relative to `report_dir`."""
+def answer_section(run_dirs: dict[str, Path]) -> list[str]:
+    """The claim's verdicts from every run folder, up front (the same sentences as in the
+    statistics sections below, where the tests and effect sizes are explained)."""
+    from bench.stats import claim_lines, compare
+
+    out = ["## The answer in brief", "",
+           "_The verdict sentences of the statistics sections below, gathered here; p-values are Holm-adjusted "
+           "within each run folder._", ""]
+    for label, run_dir in run_dirs.items():
+        runs, _ = read_tables(run_dir)
+        table = compare(run_dir)
+        for dataset in _datasets(runs[runs["status"] == "ok"]):
+            n = runs.loc[(runs["dataset"] == dataset) & (runs["status"] == "ok"), "seed"].nunique()
+            out += [f"**{dataset_title(run_dir, dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
+                    f"`{relative_link(run_dir, Path.cwd())}`):", "", *claim_lines(table, dataset), ""]
+    return out
+
+
+def render(run_dir: Path, report_dir: Path, command: str | None = None,
+           answer_from: dict[str, Path] | None = None) -> str:
+    """The report's markdown, with image links relative to `report_dir`; `answer_from` labels the
+    run folders whose verdicts open the report (default: this one)."""
     runs, epochs = read_tables(run_dir)
     if runs.empty:
         raise BenchError(f"{run_dir}/runs.csv has no runs yet")
@@ -185,6 +205,7 @@ def render(run_dir: Path, report_dir: Path, command: str | None = None) -> str:
     dsets_path = run_dir / "datasets.json"
     dsets = json.loads(dsets_path.read_text()) if dsets_path.exists() else {}
     d, t = cfg["data"], cfg["train"]
+    answer = answer_section(answer_from or {f"budget {cfg['budget']}": run_dir})
     out = [
         "# Does attention pooling help a GRU? — bench report",
         "",
@@ -196,6 +217,7 @@ def render(run_dir: Path, report_dir: Path, command: str | None = None) -> str:
         "same network with masked additive attention pooling over all time steps; `transformer` is a "
         "Transformer encoder with masked mean pooling, at a similar parameter count.",
         "",
+        *answer,
         "## Setup",
         "",
         f"- Budget **{cfg['budget']}**: {cfg.get('description', '')} (config `configs/{cfg['budget']}.toml`; "
@@ -382,8 +404,32 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path) -> str:
     return "\n".join(out)
 
 
+def other_run_section(other_dir: Path, report_dir: Path) -> str:
+    """A further run folder (another budget, e.g. longer texts) in brief: its settings, the model
+    table and learning curves per dataset. Its own REPORT.md holds the full analysis."""
+    other_dir = Path(other_dir)
+    runs, epochs = read_tables(other_dir)
+    cfg = json.loads((other_dir / "config.json").read_text())
+    d, t = cfg["data"], cfg["train"]
+    rel = relative_link(other_dir, Path.cwd())
+    out = [f"## Other run: `{rel}` (budget {cfg['budget']})", "",
+           f"_{cfg.get('description', '')}. As run: texts cut to {d['max_length']} tokens, at most {t['epochs']} "
+           f"epochs (patience {t['patience']}, LR schedule {t['lr_schedule']}), seeds "
+           f"{', '.join(map(str, sorted(set(runs['seed']))))}; everything else as in its `config.json`. "
+           f"Full analysis in `{rel}/REPORT.md`._", ""]
+    for dataset in _datasets(runs):
+        title = dataset_title(other_dir, dataset)
+        out += [f"### {title}", "", model_table(runs[runs["dataset"] == dataset]), ""]
+        e = epochs[epochs["dataset"] == dataset]
+        if not e.empty:
+            curves = other_dir / "plots" / f"{dataset}_curves.png"
+            plot_learning_curves(e, dataset, curves, f"{title} ({cfg['budget']})")
+            out += [f"![{title} learning curves ({cfg['budget']})]({relative_link(curves, report_dir)})", ""]
+    return "\n".join(out)
+
+
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
-                 tuned: Path | None = None) -> list[Path]:
+                 tuned: Path | None = None, others: list[Path] = ()) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
     run_dir = Path(run_dir)
     if not (run_dir / "runs.csv").is_file():
@@ -391,15 +437,22 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     written = []
     command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
                        + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
-                          (("tuned", tuned), ("ablation", ablation)) if d is not None])
+                          (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others))
+                          if d is not None])
     for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
-        text = render(run_dir, target.parent, command)
+        base = json.loads((run_dir / "config.json").read_text())["budget"]
+        answer_from = {f"budget {base}": run_dir}
+        if tuned is not None:
+            answer_from[f"budget {base}, every model tuned"] = Path(tuned)
+        text = render(run_dir, target.parent, command, answer_from)
         if tuned is not None:
             text += "\n" + tuned_section(Path(tuned), run_dir, target.parent)
         if ablation is not None:
             text += "\n" + ablation_section(Path(ablation), target.parent)
+        for other in others:
+            text += "\n" + other_run_section(Path(other), target.parent)
         atomic_write_text(target, text)
         written.append(target)
     return written
@@ -412,14 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
     p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
     p.add_argument("--tuned", default=None, help="a tuned run folder (bench.run --tune) to report beside run_dir")
+    p.add_argument("--other", action="append", default=[],
+                   help="a further run folder (e.g. another budget) summarised at the end; repeatable")
     args = p.parse_args(argv)
     try:
-        for extra_dir in (args.ablation, args.tuned):
+        for extra_dir in (args.ablation, args.tuned, *args.other):
             if extra_dir and not (Path(extra_dir) / "runs.csv").is_file():
                 raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
         for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
                                  Path(args.ablation) if args.ablation else None,
-                                 Path(args.tuned) if args.tuned else None):
+                                 Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other]):
             print(f"wrote {path}")
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

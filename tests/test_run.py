@@ -35,6 +35,8 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
     report = (tmp_path / "REPORT.md").read_text()
     assert "| attn_rnn |" in report and "Verdict" in report
+    brief = report.split("## The answer in brief")[1].split("## Setup")[0]  # the verdicts open the report
+    assert "Attention lifts validation accuracy" in brief and "Attention reduces overfitting" in brief
     assert (out / "plots" / "imdb_curves.png").stat().st_size > 1000
     assert (out / "plots" / "imdb_gap.png").exists()
     attention = json.loads((out / "attention" / "imdb__attn_rnn__seed0.json").read_text())
@@ -63,9 +65,13 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert (out / "plots" / "imdb_gap.png").read_bytes() == gap_png  # seeded jitter: the plots too
 
     # an ablation folder joins the report: every variant against the reference, with parameter counts
-    abl = run_cli(str(out), "--ablation", str(out), "--output", str(tmp_path / "WITH_ABLATION.md"), module="bench.report")
+    # (and another run folder, e.g. a longer-text budget, summarised at the end)
+    abl = run_cli(str(out), "--ablation", str(out), "--other", str(out), "--output", str(tmp_path / "WITH_ABLATION.md"),
+                  module="bench.report")
     assert abl.returncode == 0, abl.stderr
     text = (tmp_path / "WITH_ABLATION.md").read_text()
+    other = text.split("## Other run: `")[1]
+    assert "texts cut to" in other and "| attn_rnn |" in other and "_curves.png)" in other
     assert "## Ablation" in text and "| attn_rnn | pooling=attention |" in text
     assert (out / "plots" / "imdb_ablation.png").exists()
 
@@ -214,6 +220,7 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     assert "## Tuned models" in text and "### Hyper-parameter tuning" in text  # nested one level down
     assert "| rnn | 1 |" in text and "| +0.00 |" in text and "| tfidf | 1 |" not in text.split("Tuned − untuned")[1]
     assert "--tuned" in text.splitlines()[2]  # the header names the command that made it
+    assert "every model tuned** (1 paired seed," in text.split("## Setup")[0]
     # the seed stage coordinated from the storage finds the same configuration: nothing to re-run
     again = run_cli(*args, "--skip-tune")
     assert again.returncode == 0, again.stderr
