@@ -22,12 +22,10 @@ from bench.attention import attention_section  # noqa: E402
 from bench.config import BenchError  # noqa: E402
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, atomic_write_text, dataset_title, read_tables,  # noqa: E402
                            relative_link, save_png)  # noqa: E402
+from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
 from bench.speed import speed_section  # noqa: E402
 from bench.stats import statistics_section  # noqa: E402
 from bench.tuning_report import tuning_section  # noqa: E402
-
-MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]
-
 
 def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -> None:
     """One dot per seed; seaborn jitters with NumPy's global generator, so it is seeded here
@@ -40,17 +38,6 @@ def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -
         sns.stripplot(data=data, x="model", y=col, order=models, color="black", size=size, ax=ax)
     finally:
         np.random.set_state(state)
-
-
-def _models(frame: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(frame["model"]))
-    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
-
-
-def _datasets(runs: pd.DataFrame) -> list[str]:
-    """Datasets in the report's order (IMDB first), unknown names last."""
-    order = list(DATASET_TITLES)
-    return sorted(set(runs["dataset"]), key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
 def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
@@ -193,10 +180,9 @@ def answer_section(run_dirs: dict[str, Path]) -> list[str]:
     return out
 
 
-def render(run_dir: Path, report_dir: Path, command: str | None = None,
-           answer_from: dict[str, Path] | None = None) -> str:
-    """The report's markdown, with image links relative to `report_dir`; `answer_from` labels the
-    run folders whose verdicts open the report (default: this one)."""
+def render(run_dir: Path, report_dir: Path, command: str | None = None, tuned: Path | None = None) -> str:
+    """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
+    (and of `tuned`, when given) open the report."""
     runs, epochs = read_tables(run_dir)
     if runs.empty:
         raise BenchError(f"{run_dir}/runs.csv has no runs yet")
@@ -205,7 +191,10 @@ def render(run_dir: Path, report_dir: Path, command: str | None = None,
     dsets_path = run_dir / "datasets.json"
     dsets = json.loads(dsets_path.read_text()) if dsets_path.exists() else {}
     d, t = cfg["data"], cfg["train"]
-    answer = answer_section(answer_from or {f"budget {cfg['budget']}": run_dir})
+    answer_from = {f"budget {cfg['budget']}": run_dir}
+    if tuned is not None:
+        answer_from[f"budget {cfg['budget']}, every model tuned"] = Path(tuned)
+    answer = answer_section(answer_from)
     out = [
         "# Does attention pooling help a GRU? — bench report",
         "",
@@ -442,11 +431,7 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
-        base = json.loads((run_dir / "config.json").read_text())["budget"]
-        answer_from = {f"budget {base}": run_dir}
-        if tuned is not None:
-            answer_from[f"budget {base}, every model tuned"] = Path(tuned)
-        text = render(run_dir, target.parent, command, answer_from)
+        text = render(run_dir, target.parent, command, tuned)
         if tuned is not None:
             text += "\n" + tuned_section(Path(tuned), run_dir, target.parent)
         if ablation is not None:

@@ -32,6 +32,20 @@ EPOCH_COLUMNS = [
 
 DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
 FULL_TRAIN_ROWS = {"imdb": 25_000, "ag_news": 120_000}
+MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]
+
+
+def ordered_models(frame) -> list[str]:
+    """The models in a frame, the standard ones in MODEL_ORDER first, then the rest (ablation
+    variants) alphabetically — one order for every table, plot and pair."""
+    present = set(frame["model"])
+    return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
+
+
+def ordered_datasets(frame) -> list[str]:
+    """The datasets in a frame, IMDB first, unknown names last."""
+    present = set(frame["dataset"])
+    return [d for d in DATASET_TITLES if d in present] + sorted(present - set(DATASET_TITLES))
 
 
 def dataset_title(run_dir: Path, dataset: str) -> str:

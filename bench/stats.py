@@ -30,12 +30,12 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 from bench.config import BenchError  # noqa: E402
 from bench.results import (DATASET_TITLES, atomic_write_csv, dataset_title, predictions_path,  # noqa: E402
                            relative_link, save_png)  # noqa: E402
+from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 ASO_SEED = 1234
-MODEL_ORDER = ["rnn", "attn_rnn", "transformer"]
 # metric -> (label, True when higher is better)
 METRICS = {
     "test_acc": ("test accuracy", True),
@@ -415,16 +415,6 @@ def length_bin_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- tables over a run
-
-
-def _models(frame: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(frame["model"]))
-    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
-
-
-def _datasets(frame: pd.DataFrame) -> list[str]:
-    present = set(frame["dataset"])
-    return [d for d in DATASET_TITLES if d in present] + sorted(present - set(DATASET_TITLES))
 
 
 def model_pairs(models: Sequence[str]) -> list[tuple[str, str]]:
