@@ -707,7 +707,7 @@ def execute(args) -> int:
         torch.set_num_threads(cfg.train.threads)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.budget}-tuned"  # where bench.run --tune writes
     url = args.storage or sqlite_url(out)
-    make_storage(url, search.settings)  # fail fast (one line) before loading data
+    make_storage(url, search.settings).engine.dispose()  # fail fast (one line) before loading data
     data = prepare(args.dataset, cfg.data, Path(args.data_dir) if args.data_dir else None,
                    Path(args.cache_dir) if args.cache_dir else None)
     tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,

@@ -63,9 +63,14 @@ def _data(tiny_config, keyword_dir, tmp_path):
 
 
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The one study's trials; the engine is disposed so that polling does not pile up
+    server connections (the throw-away PostgreSQL allows 60)."""
     storage = tune.make_storage(url, _search().settings)
-    (name,) = optuna.study.get_all_study_names(storage)
-    return optuna.load_study(storage=storage, study_name=name).get_trials(deepcopy=False)
+    try:
+        (name,) = optuna.study.get_all_study_names(storage)
+        return optuna.load_study(storage=storage, study_name=name).get_trials(deepcopy=True)
+    finally:
+        storage.engine.dispose()
 
 
 def _counted(trials) -> list:
@@ -398,3 +403,22 @@ def test_expected_max_matches_enumeration_of_all_draws():
     assert tuning_report.expected_max(values, 1)[0] == pytest.approx(np.mean(values))
     with pytest.raises(ValueError):
         tuning_report.expected_max([], 1)
+
+
+
+def test_polling_a_postgres_study_does_not_pile_up_connections(pg_url, postgres_server):
+    """CI once failed with "too many clients": every poll opened an engine and kept it."""
+    storage = tune.make_storage(pg_url, _search().settings)
+    optuna.create_study(storage=storage, study_name="polled")
+    storage.engine.dispose()
+    s = postgres_server
+
+    def clients() -> int:
+        with s["psycopg"].connect(host=s["host"], port=s["port"], user="postgres", dbname="postgres") as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                                ).fetchone()[0]
+
+    before = clients()
+    for _ in range(30):
+        _trials(pg_url)
+    assert clients() <= before
