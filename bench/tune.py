@@ -21,6 +21,7 @@ The REPORT.md section on tuning is in `bench.tuning_report`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -543,6 +544,24 @@ def trials_frame(storage, study_names: list[str]):
     return frame
 
 
+@contextlib.contextmanager
+def summary_lock(run_dir: Path):
+    """Workers sharing a run folder rewrite trials.csv and tuning.json (read, merge their own
+    study, write) one at a time, so two finishing together cannot drop each other's study."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(run_dir) / ".summary.lock"))
+    try:
+        lock.acquire(timeout=300)
+    except Timeout:
+        raise BenchError(f"{lock.lock_file} was held by another worker for 5 minutes; "
+                         "delete it if no worker is running") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def write_trials_csv(run_dir: Path, storage, study_names: list[str]) -> Path:
     """Replace these studies' rows in `<run_dir>/trials.csv`, keeping other studies' rows."""
     import pandas as pd
@@ -639,8 +658,9 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
     objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
     run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_trials_csv(run_dir, storage, [name])
-    record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
+    with summary_lock(run_dir):
+        write_trials_csv(run_dir, storage, [name])
+        record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
     return apply_params(cfg, model_name, best_params(study))
 
 

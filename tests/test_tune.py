@@ -422,3 +422,31 @@ def test_polling_a_postgres_study_does_not_pile_up_connections(pg_url, postgres_
     for _ in range(30):
         _trials(pg_url)
     assert clients() <= before
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from bench import tune
+run_dir, url, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+storage = tune.make_storage(url)
+for _ in range(5):
+    with tune.summary_lock(run_dir):
+        tune.write_trials_csv(run_dir, storage, [name])
+"""
+
+
+def test_workers_finishing_together_keep_every_study_in_trials_csv(tmp_path):
+    """Each worker rewrites trials.csv with its own study merged in; under the lock none is lost."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = tune.make_storage(url)
+    names = [f"imdb-rnn-{k}" for k in range(5)]
+    for name in names:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+        study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=2)
+    storage.engine.dispose()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), url, name], env=cli_env(), cwd=REPO)
+               for name in names]
+    assert [w.wait(timeout=300) for w in writers] == [0] * len(names)
+    frame = pd.read_csv(tmp_path / "trials.csv")
+    assert sorted(frame["study"].unique()) == names and len(frame) == 2 * len(names)
