@@ -24,7 +24,8 @@ from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, atomic_write_text, d
                            relative_link, save_png)  # noqa: E402
 from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
 from bench.speed import speed_section  # noqa: E402
-from bench.stats import statistics_section  # noqa: E402
+from bench.stats import compare  # noqa: E402
+from bench.stats_report import statistics_section, tests_claim  # noqa: E402
 from bench.tuning_report import tuning_section  # noqa: E402
 
 def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -> None:
@@ -162,17 +163,17 @@ def _threads(runs: pd.DataFrame, env: dict) -> str:
     return ", ".join(parts) if parts else str(env.get("torch_threads"))
 
 
-def answer_section(run_dirs: dict[str, Path]) -> list[str]:
+def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) -> list[str]:
     """The claim's verdicts from every run folder, up front (the same sentences as in the
     statistics sections below, where the tests and effect sizes are explained)."""
-    from bench.stats import claim_lines, compare
+    from bench.stats_report import claim_lines
 
     out = ["## The answer in brief", "",
            "_The verdict sentences of the statistics sections below, gathered here; p-values are Holm-adjusted "
            "within each run folder._", ""]
     for label, run_dir in run_dirs.items():
         runs, _ = read_tables(run_dir)
-        table = compare(run_dir)
+        table = tables[run_dir]
         for dataset in _datasets(runs[runs["status"] == "ok"]):
             n = runs.loc[(runs["dataset"] == dataset) & (runs["status"] == "ok"), "seed"].nunique()
             out += [f"**{dataset_title(run_dir, dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
@@ -180,9 +181,11 @@ def answer_section(run_dirs: dict[str, Path]) -> list[str]:
     return out
 
 
-def render(run_dir: Path, report_dir: Path, command: str | None = None, tuned: Path | None = None) -> str:
+def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
+           tuned: Path | None = None, others: list[Path] = ()) -> str:
     """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
-    (and of `tuned`, when given) open the report."""
+    (and of `tuned` and of each other run that tests the claim) open the report. `tables` holds
+    each folder's `stats.compare` result."""
     runs, epochs = read_tables(run_dir)
     if runs.empty:
         raise BenchError(f"{run_dir}/runs.csv has no runs yet")
@@ -193,8 +196,12 @@ def render(run_dir: Path, report_dir: Path, command: str | None = None, tuned: P
     d, t = cfg["data"], cfg["train"]
     answer_from = {f"budget {cfg['budget']}": run_dir}
     if tuned is not None:
-        answer_from[f"budget {cfg['budget']}, every model tuned"] = Path(tuned)
-    answer = answer_section(answer_from)
+        answer_from[f"budget {cfg['budget']}, every model tuned"] = tuned
+    for other in others:
+        if tests_claim(tables[other]):
+            ocfg = json.loads((other / "config.json").read_text())
+            answer_from[f"budget {ocfg['budget']}, {ocfg['data']['max_length']} tokens"] = other
+    answer = answer_section(answer_from, tables)
     out = [
         "# Does attention pooling help a GRU? — bench report",
         "",
@@ -260,7 +267,7 @@ def render(run_dir: Path, report_dir: Path, command: str | None = None, tuned: P
         attention = attention_section(run_dir, report_dir, dataset)
         if attention:
             out += [attention]
-    out += [statistics_section(run_dir, report_dir)]
+    out += [statistics_section(run_dir, report_dir, tables[run_dir])]
     tuning = tuning_section(run_dir, report_dir)
     if tuning:
         out += [tuning]
@@ -288,15 +295,13 @@ def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path, title: str | Non
     save_png(fig, path)
 
 
-def ablation_section(abl_dir: Path, report_dir: Path) -> str:
-    """Every variant of an ablation run against its reference, with parameter counts beside accuracy."""
-    from bench.stats import compare
-
+def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
+    """Every variant of an ablation run against its reference (`table`: its `stats.compare`
+    result), with parameter counts beside accuracy."""
     abl_dir = Path(abl_dir)
     runs, _ = read_tables(abl_dir)
     cfg = json.loads((abl_dir / "config.json").read_text())
     ref = cfg.get("reference") or "rnn"
-    table = compare(abl_dir)
     variants = {name: m for name, m in cfg["model"].items()}
     base = variants.get(ref, {})
 
@@ -340,7 +345,7 @@ def _demote(markdown: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
-def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path) -> str:
+def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
     """A tuned run beside the untuned one: each model at its own tuned best, the paired
     tuned − untuned difference per model, the tuned run's statistics and its tuning studies."""
     from bench.stats import paired_comparison
@@ -386,16 +391,16 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path) -> str:
                        f"| {_mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
                        f"| {_mean_sd(y.loc[common, 'gap_acc'])} | {_mean_sd(x.loc[common, 'gap_acc'])} |")
         out += ["", f"#### Per-seed differences on {title} (tuned)", "", verdict(r, dataset), ""]
-    out += [_demote(statistics_section(tuned_dir, report_dir)), ""]
+    out += [_demote(statistics_section(tuned_dir, report_dir, table)), ""]
     tuning = tuning_section(tuned_dir, report_dir)
     if tuning:
         out += [_demote(tuning)]
     return "\n".join(out)
 
 
-def other_run_section(other_dir: Path, report_dir: Path) -> str:
-    """A further run folder (another budget, e.g. longer texts) in brief: its settings, the model
-    table and learning curves per dataset. Its own REPORT.md holds the full analysis."""
+def other_run_section(other_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
+    """A further run folder (another budget, e.g. longer texts): its settings, the model table and
+    learning curves per dataset, and its statistics when it has paired models to compare."""
     other_dir = Path(other_dir)
     runs, epochs = read_tables(other_dir)
     cfg = json.loads((other_dir / "config.json").read_text())
@@ -414,6 +419,8 @@ def other_run_section(other_dir: Path, report_dir: Path) -> str:
             curves = other_dir / "plots" / f"{dataset}_curves.png"
             plot_learning_curves(e, dataset, curves, f"{title} ({cfg['budget']})")
             out += [f"![{title} learning curves ({cfg['budget']})]({relative_link(curves, report_dir)})", ""]
+    if len(table):
+        out += [_demote(statistics_section(other_dir, report_dir, table)), ""]
     return "\n".join(out)
 
 
@@ -424,6 +431,10 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     if not (run_dir / "runs.csv").is_file():
         raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
     written = []
+    folders = [run_dir, *(Path(d) for d in (tuned, ablation) if d is not None), *map(Path, others)]
+    tables = {d: compare(d) for d in folders}  # each folder's statistics, computed once
+    tuned, ablation, others = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None), \
+        [Path(o) for o in others]
     command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
                        + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
                           (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others))
@@ -431,13 +442,13 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
-        text = render(run_dir, target.parent, command, tuned)
+        text = render(run_dir, target.parent, tables, command, tuned, others)
         if tuned is not None:
-            text += "\n" + tuned_section(Path(tuned), run_dir, target.parent)
+            text += "\n" + tuned_section(tuned, run_dir, target.parent, tables[tuned])
         if ablation is not None:
-            text += "\n" + ablation_section(Path(ablation), target.parent)
+            text += "\n" + ablation_section(ablation, target.parent, tables[ablation])
         for other in others:
-            text += "\n" + other_run_section(Path(other), target.parent)
+            text += "\n" + other_run_section(other, target.parent, tables[other])
         atomic_write_text(target, text)
         written.append(target)
     return written

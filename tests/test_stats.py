@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats
+from bench import stats, stats_report
 from bench.compare import main as compare_main
 from bench.results import RUN_COLUMNS, atomic_write_csv, predictions_path
 
@@ -219,7 +219,7 @@ def test_compare_and_section_end_to_end(tmp_path, capsys):
     assert bins["bin"].nunique() == 4 and (bins["n_seeds"] == 5).all()
     assert (bins.groupby("model")["n_examples"].sum() == 300).all()  # same edges, every example in one bin
 
-    md = stats.statistics_section(run_dir, tmp_path)
+    md = stats_report.statistics_section(run_dir, tmp_path)
     assert md.startswith("## Statistical comparison")
     assert "| model | metric | seeds |" in md and "| A − B | metric | n |" in md
     assert "cannot go below p = 0.0625" in md and "at least 6 seeds" in md
@@ -228,7 +228,7 @@ def test_compare_and_section_end_to_end(tmp_path, capsys):
     for png in ("imdb_seeds.png", "imdb_forest.png", "imdb_length.png"):
         pngs[png] = (run_dir / "plots" / png).read_bytes()
         assert f"](results/tiny/plots/{png})" in md
-    assert stats.statistics_section(run_dir, tmp_path) == md  # deterministic, plots included
+    assert stats_report.statistics_section(run_dir, tmp_path) == md  # deterministic, plots included
     assert all((run_dir / "plots" / png).read_bytes() == data for png, data in pngs.items())
 
 
