@@ -274,9 +274,9 @@ def execute(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else None
     search = None
     if tuned:
-        from bench import tune
+        from bench import search_space, tune
 
-        search = tune.load_search(args.search)
+        search = search_space.load_search(args.search)
     prepare_out_dir(out, cfg, fresh=args.fresh)
     if cfg.description:
         log.info("budget '%s': %s", cfg.budget, cfg.description)

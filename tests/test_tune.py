@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import config, tune, tuning_report
+from bench import config, search_space, tune, tuning_report
 from bench.config import BenchError
 from conftest import REPO, cli_env, run_cli
 
@@ -47,12 +47,12 @@ def search_file(tmp_path) -> Path:
     return path
 
 
-def _search(text: str = TINY_SEARCH, **settings) -> tune.SearchSpace:
+def _search(text: str = TINY_SEARCH, **settings) -> search_space.SearchSpace:
     import tomllib
 
     raw = tomllib.loads(text)
     raw["settings"].update(settings)
-    return tune.parse_search(raw)
+    return search_space.parse_search(raw)
 
 
 def _data(tiny_config, keyword_dir, tmp_path):
@@ -104,45 +104,7 @@ def _poll(url: str, cond, proc: subprocess.Popen, timeout: float = 240):
     raise AssertionError("timed out waiting for the study")
 
 
-# ----------------------------------------------------------------------------- search spaces
-
-def test_shipped_search_space_is_valid_and_covers_every_model():
-    s = tune.load_search()
-    assert set(s.spaces) == set(config.MODEL_NAMES)
-    assert s.settings.param_cap == 2_500_000 and s.settings.pruner in tune.PRUNERS
-    for space in s.spaces.values():
-        assert "lr" in space and "max_length" not in space
-
-
-@pytest.mark.parametrize("table, message", [
-    ('[rnn]\nembed_size = {type="int", low=8, high=16}', "unknown search key 'embed_size'"),
-    ('[rnn]\nmax_length = {type="int", low=8, high=16}', "'max_length' cannot be tuned"),
-    ('[rnn]\nkind = {type="categorical", choices=["rnn"]}', "'kind' cannot be tuned"),
-    ('[rnn]\nlr = {type="uniform", low=0.1, high=0.2}', "search key 'lr': type must be"),
-    ('[rnn]\nlr = {type="float", low=0.2, high=0.1}', "search key 'lr': empty range"),
-    ('[rnn]\nlr = {type="float", low=0.0, high=0.1, log=true}', "search key 'lr': a log range"),
-    ('[rnn]\nlr = {type="float", low=1e-4}', "search key 'lr': missing 'high'"),
-    ('[rnn]\nlr = {type="float", low=1e-4, high=1e-2, steps=2}', "search key 'lr': unknown spec field 'steps'"),
-    ('[rnn]\nlr = 0.001', "search key 'lr' must be a table"),
-    ('[rnn]\nlayers = {type="float", low=1, high=2}', "search key 'layers' is a int field"),
-    ('[rnn]\nlayers = {type="int", low=1, high=3, step=0}', "search key 'layers': 'step' must be"),
-    ('[rnn]\nlayers = {type="categorical", choices=[]}', "search key 'layers': categorical needs"),
-    ('[rnn]\nlayers = {type="categorical", choices=[1, "2"]}', "search key 'layers': choice '2'"),
-    ('[rnn]\nbidirectional = {type="categorical", choices=[0, 1]}', "search key 'bidirectional': choice 0"),
-    ('[rnn]', "search table '[rnn]' is empty"),
-    ('[lstm]\nlr = {type="float", low=1e-4, high=1e-2}', "unknown search table '[lstm]'"),
-    ('[settings]\ntrails = 3', "unknown search key 'settings.trails'"),
-    ('[settings]\npruner = "asha"', "'settings.pruner' must be median or hyperband"),
-    ('[settings]\nparam_cap = 0', "'settings.param_cap' must be positive"),
-    ('[settings]\ntrials = 2.5', "'settings.trials' must be int"),
-])
-def test_search_space_errors_name_the_key(tmp_path, table, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(table + "\n")
-    with pytest.raises(BenchError) as exc:
-        tune.load_search(path)
-    assert message in str(exc.value)
-
+# ----------------------------------------------------------------------------- CLI
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, tiny_config, keyword_dir, search_file):
     bad = tmp_path / "bad.toml"
