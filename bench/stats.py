@@ -253,13 +253,13 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], higher_is_better: 
         out["t_stat"], out["t_p"] = float(res.statistic), float(res.pvalue)
     else:  # t is undefined when the differences have no spread
         out["t_stat"], out["t_p"] = math.nan, (1.0 if n > 1 and d.mean() == 0 else math.nan)
-    if n >= 1:
+    if n >= 2:
         out["wilcoxon_stat"], out["wilcoxon_p"], out["wilcoxon_method"] = wilcoxon_test(d)
-    else:
-        out["wilcoxon_stat"], out["wilcoxon_p"], out["wilcoxon_method"] = math.nan, math.nan, "no pairs"
+    else:  # one pair cannot be tested (its p would be 1 whatever the data): no p, not in the Holm family
+        out["wilcoxon_stat"], out["wilcoxon_p"], out["wilcoxon_method"] = math.nan, math.nan, "n < 2"
     out["shapiro_p"] = float(stats.shapiro(d).pvalue) if n >= 3 and varies else math.nan
     use_t = np.isfinite(out["shapiro_p"]) and out["shapiro_p"] >= ALPHA and np.isfinite(out["t_p"])
-    out["primary_test"] = "paired t" if use_t else "wilcoxon"
+    out["primary_test"] = "paired t" if use_t else ("wilcoxon" if n >= 2 else "none (n < 2)")
     out["p_primary"] = out["t_p"] if use_t else out["wilcoxon_p"]
     out["d_z"] = cohens_dz(x, y)
     out["cliffs_delta"] = cliffs_delta(x, y)

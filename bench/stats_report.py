@@ -203,10 +203,13 @@ def statistics_section(run_dir: Path, report_dir: Path, table: pd.DataFrame | No
         out += [f"### {title}: statistics", "", _summary_table(s), ""]
         if not t.empty:
             out += [_pair_table(t), ""]
-            n_min = int(t["n"].min())
-            warning = seed_warning(n_min)
+            tested = t[t["n"] >= 2]
+            warning = seed_warning(int(tested["n"].min())) if len(tested) else None
             if warning:
                 out += [f"> **Warning:** {warning}", ""]
+            if len(tested) < len(t):
+                out += ["> Rows with a single paired seed are listed but not tested (no p-value, outside the "
+                        "Holm family).", ""]
         dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
                               plots / f"{dataset}_length.png")
         plot_seed_distributions(runs, dataset, dist, title)

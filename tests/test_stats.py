@@ -232,6 +232,25 @@ def test_compare_and_section_end_to_end(tmp_path, capsys):
     assert all((run_dir / "plots" / png).read_bytes() == data for png, data in pngs.items())
 
 
+def test_a_model_with_one_seed_is_listed_but_not_tested(tmp_path):
+    """One pair has no test (its Wilcoxon p would be 1 whatever the data): no p-value, outside
+    the Holm family, so it neither dilutes the other comparisons nor triggers the seed warning."""
+    run_dir = tmp_path / "results" / "tiny"
+    runs = make_run(run_dir)
+    runs = runs[(runs["model"] != "transformer") | (runs["seed"] == SEEDS[0])]
+    atomic_write_csv(run_dir / "runs.csv", runs)
+    table = stats.compare(run_dir)
+    single = table[table["model_a"] == "transformer"]
+    assert len(single) == 2 * 3 and (single["n"] == 1).all()
+    assert single["p_primary"].isna().all() and single["p_holm"].isna().all()
+    assert (single["primary_test"] == "none (n < 2)").all()
+    tested = table[table["model_a"] == "attn_rnn"]
+    assert tested["p_holm"].to_numpy() == pytest.approx(stats.holm(tested["p_primary"]))  # a family of 3
+    md = stats_report.statistics_section(run_dir, tmp_path, table)
+    assert "With 1 paired seeds" not in md and "With 5 paired seeds" in md
+    assert "not tested (no p-value, outside the Holm family)" in md
+
+
 def test_compare_cli_bad_folder(tmp_path, capsys):
     assert compare_main([str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
