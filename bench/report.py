@@ -431,10 +431,10 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     if not (run_dir / "runs.csv").is_file():
         raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
     written = []
-    folders = [run_dir, *(Path(d) for d in (tuned, ablation) if d is not None), *map(Path, others)]
-    tables = {d: compare(d) for d in folders}  # each folder's statistics, computed once
-    tuned, ablation, others = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None), \
-        [Path(o) for o in others]
+    tuned, ablation = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None)
+    others = [Path(o) for o in others]
+    # each folder's statistics, computed once for both report copies
+    tables = {d: compare(d) for d in (run_dir, tuned, ablation, *others) if d is not None}
     command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
                        + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
                           (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others))

@@ -153,9 +153,15 @@ def claim_verdict(row: pd.Series, claim: str) -> str:
     return f"- {claim}: {word}. {facts}.{caveat}"
 
 
+def _claim_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons of the claim's pair: attn_rnn against rnn."""
+    return table[(table["model_a"] == "attn_rnn") & (table["model_b"] == "rnn")]
+
+
 def claim_lines(table: pd.DataFrame, dataset: str) -> list[str]:
     """The two halves of the claim (accuracy, overfitting) on one dataset, one bullet each."""
-    sub = table[(table["dataset"] == dataset) & (table["model_a"] == "attn_rnn") & (table["model_b"] == "rnn")]
+    sub = _claim_rows(table)
+    sub = sub[sub["dataset"] == dataset]
     lines = []
     for metric, claim in (("best_val_acc", "Attention lifts validation accuracy (the claim's own wording)"),
                           ("test_acc", "Attention lifts test accuracy"),
@@ -170,7 +176,7 @@ def claim_lines(table: pd.DataFrame, dataset: str) -> list[str]:
 
 def tests_claim(table: pd.DataFrame) -> bool:
     """Whether a run's comparison table holds the claim's pair (attn_rnn against rnn)."""
-    return bool(((table["model_a"] == "attn_rnn") & (table["model_b"] == "rnn")).any()) if len(table) else False
+    return not _claim_rows(table).empty
 
 
 def statistics_section(run_dir: Path, report_dir: Path, table: pd.DataFrame | None = None) -> str:

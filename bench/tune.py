@@ -131,6 +131,17 @@ def make_storage(url: str, settings: TuneSettings | None = None):
             raise BenchError(f"cannot open Optuna storage {masked(url)}: {type(exc).__name__}: {first}") from None
 
 
+@contextlib.contextmanager
+def opened_storage(url: str, settings: TuneSettings | None = None):
+    """`make_storage` whose connection pool is closed on exit: every storage holds its own pool,
+    and one left open per call runs a PostgreSQL server out of connections."""
+    storage = make_storage(url, settings)
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
+
+
 def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) -> str:
     """dataset-model-<hash of everything that defines the objective>, so a changed space,
     data setting or base config starts a new study instead of mixing into the old one."""
@@ -455,20 +466,20 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
     url = storage_url or sqlite_url(run_dir)
-    storage = make_storage(url, st)
     name = study_name(cfg, data.dataset, model_name, search)
-    study = open_study(storage, name, st, st.epochs or cfg.train.epochs, worker=worker)
-    tdata = tuning_data(data, st.train_subset, cfg.data.split_seed)
-    log.info("tuning %s/%s: study %s in %s, %d trials, %s pruner, cap %s parameters, %d train rows%s",
-             data.dataset, model_name, name, masked(url), n_trials, st.pruner, f"{st.param_cap:,}",
-             len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
-    objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
-    run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with summary_lock(run_dir):
-        write_trials_csv(run_dir, storage, [name])
-        record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
-    return apply_params(cfg, model_name, best_params(study))
+    with opened_storage(url, st) as storage:
+        study = open_study(storage, name, st, st.epochs or cfg.train.epochs, worker=worker)
+        tdata = tuning_data(data, st.train_subset, cfg.data.split_seed)
+        log.info("tuning %s/%s: study %s in %s, %d trials, %s pruner, cap %s parameters, %d train rows%s",
+                 data.dataset, model_name, name, masked(url), n_trials, st.pruner, f"{st.param_cap:,}",
+                 len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
+        objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
+        run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with summary_lock(run_dir):
+            write_trials_csv(run_dir, storage, [name])
+            record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
+        return apply_params(cfg, model_name, best_params(study))
 
 
 def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
@@ -476,10 +487,10 @@ def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
     """`cfg` with the best trial of an existing study applied (for a seed stage run after
     workers tuned into a shared storage)."""
     search = search or load_search()
-    storage = make_storage(storage_url, search.settings)
     name = study_name(cfg, dataset, model_name, search)
-    study = open_study(storage, name, search.settings, search.settings.epochs or cfg.train.epochs, create=False)
-    return apply_params(cfg, model_name, best_params(study))
+    with opened_storage(storage_url, search.settings) as storage:
+        study = open_study(storage, name, search.settings, search.settings.epochs or cfg.train.epochs, create=False)
+        return apply_params(cfg, model_name, best_params(study))
 
 
 # ----------------------------------------------------------------------------- worker CLI
@@ -534,7 +545,8 @@ def execute(args) -> int:
         torch.set_num_threads(cfg.train.threads)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.budget}-tuned"  # where bench.run --tune writes
     url = args.storage or sqlite_url(out)
-    make_storage(url, search.settings).engine.dispose()  # fail fast (one line) before loading data
+    with opened_storage(url, search.settings):
+        pass  # fail fast (one line) on a bad storage before loading data
     data = prepare(args.dataset, cfg.data, Path(args.data_dir) if args.data_dir else None,
                    Path(args.cache_dir) if args.cache_dir else None)
     tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,

@@ -65,12 +65,9 @@ def _data(tiny_config, keyword_dir, tmp_path):
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
     """The one study's trials; the engine is disposed so that polling does not pile up
     server connections (the throw-away PostgreSQL allows 60)."""
-    storage = tune.make_storage(url, _search().settings)
-    try:
+    with tune.opened_storage(url, _search().settings) as storage:
         (name,) = optuna.study.get_all_study_names(storage)
         return optuna.load_study(storage=storage, study_name=name).get_trials(deepcopy=True)
-    finally:
-        storage.engine.dispose()
 
 
 def _counted(trials) -> list:
@@ -370,9 +367,8 @@ def test_expected_max_matches_enumeration_of_all_draws():
 
 def test_polling_a_postgres_study_does_not_pile_up_connections(pg_url, postgres_server):
     """CI once failed with "too many clients": every poll opened an engine and kept it."""
-    storage = tune.make_storage(pg_url, _search().settings)
-    optuna.create_study(storage=storage, study_name="polled")
-    storage.engine.dispose()
+    with tune.opened_storage(pg_url, _search().settings) as storage:
+        optuna.create_study(storage=storage, study_name="polled")
     s = postgres_server
 
     def clients() -> int:
@@ -391,22 +387,21 @@ import sys
 from pathlib import Path
 from bench import tune
 run_dir, url, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-storage = tune.make_storage(url)
-for _ in range(5):
-    with tune.summary_lock(run_dir):
-        tune.write_trials_csv(run_dir, storage, [name])
+with tune.opened_storage(url) as storage:
+    for _ in range(5):
+        with tune.summary_lock(run_dir):
+            tune.write_trials_csv(run_dir, storage, [name])
 """
 
 
 def test_workers_finishing_together_keep_every_study_in_trials_csv(tmp_path):
     """Each worker rewrites trials.csv with its own study merged in; under the lock none is lost."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    storage = tune.make_storage(url)
     names = [f"imdb-rnn-{k}" for k in range(5)]
-    for name in names:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
-        study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=2)
-    storage.engine.dispose()
+    with tune.opened_storage(url) as storage:
+        for name in names:
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+            study.optimize(lambda t: t.suggest_float("lr", 0, 1), n_trials=2)
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), url, name], env=cli_env(), cwd=REPO)
                for name in names]
     assert [w.wait(timeout=300) for w in writers] == [0] * len(names)
