@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from bench.data import EncodedData, Split
+from bench.results import EpochRecord
 from bench.train import EvalResult, FitResult
 
 
@@ -36,11 +37,11 @@ class TfidfClassifier:
         train = self.evaluate(data.train)
         val, tr_eval = self.evaluate(data.val), self.evaluate(data.train_eval)
         tokens = int(data.train.lengths.sum())
-        row = {"epoch": 1, "train_loss": train.loss, "train_acc": train.acc, "train_eval_loss": tr_eval.loss,
-               "train_eval_acc": tr_eval.acc, "val_loss": val.loss, "val_acc": val.acc,
-               "gap_acc": tr_eval.acc - val.acc, "gap_loss": val.loss - tr_eval.loss, "lr": 0.0,
-               "epoch_seconds": seconds, "train_tokens_per_s": tokens / seconds}
-        return FitResult(history=[row], best_epoch=1, train_seconds=seconds, train_tokens=tokens)
+        record = EpochRecord(epoch=1, train_loss=train.loss, train_acc=train.acc, train_eval_loss=tr_eval.loss,
+                             train_eval_acc=tr_eval.acc, val_loss=val.loss, val_acc=val.acc,
+                             gap_acc=tr_eval.acc - val.acc, gap_loss=val.loss - tr_eval.loss, lr=0.0,
+                             epoch_seconds=seconds, train_tokens_per_s=tokens / seconds)
+        return FitResult(history=[record], best_epoch=1, train_seconds=seconds, train_tokens=tokens)
 
     def evaluate(self, split: Split) -> EvalResult:
         probs = self.clf.predict_proba(self.vectorizer.transform(_docs(split))).astype(np.float32)

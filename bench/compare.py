@@ -1,17 +1,45 @@
 """`python -m bench.compare results/<run>`: paired statistics of a finished (or partial) run.
 
-Writes comparisons.csv, model_summary.csv and length_bins.csv into the run folder and prints a
-compact table; the report's "Statistical comparison" section reads the same numbers.
+The file side of `bench.stats`: `analyse` reads a run folder and measures (writing nothing),
+`write_tables` writes comparisons.csv, model_summary.csv, length_bins.csv and
+length_bins_by_seed.csv into it; the command does both and prints a compact table. The report's
+"Statistical comparison" section is drawn from the same tables.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench.config import BenchError, OneLineParser
+from bench import stats
+from bench.cli import OneLineParser, cli_main
+from bench.results import RunFolder, atomic_write_csv
 
+
+def _reference(folder: RunFolder) -> str | None:
+    """The run's reference model (an ablation's baseline) from its stored config; a folder without
+    config.json has none."""
+    if not folder.config_json.exists():
+        return None
+    return folder.stored_config().reference or None
+
+
+def analyse(run_dir: str | Path) -> stats.StatsTables:
+    """Every statistic of a run folder, from runs.csv, predictions/ and config.json; writes nothing."""
+    folder = RunFolder(run_dir)
+    runs = folder.read_runs(required=tuple(stats.METRICS))
+    return stats.compare(runs, folder.read_predictions, _reference(folder))
+
+
+def write_tables(run_dir: str | Path, tables: stats.StatsTables) -> None:
+    """Write `analyse`'s tables into the run folder, each file atomically."""
+    folder = RunFolder(run_dir)
+    atomic_write_csv(folder.comparisons_csv, tables.comparisons)
+    atomic_write_csv(folder.model_summary_csv, tables.model_summary)
+    atomic_write_csv(folder.length_bins_csv, tables.length_bins)
+    atomic_write_csv(folder.length_bins_by_seed_csv, tables.length_bins_by_seed)
 
 
 def _fmt_p(p: float) -> str:
@@ -33,29 +61,33 @@ def compact_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="python -m bench.compare",
                       description="Paired statistics over seeds (CIs, t / Wilcoxon with Holm, effect sizes, ASO, "
                                   "McNemar, accuracy by length) from a results folder's files alone.")
     p.add_argument("run_dir", help="a results folder holding runs.csv, e.g. results/quick")
-    args = p.parse_args(argv)
-    try:
-        from bench.stats import compare, seed_warning
+    return p.parse_args(argv)
 
-        run_dir = Path(args.run_dir)
-        table = compare(run_dir)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def execute(args: argparse.Namespace) -> int:
+    """Measure, write the tables, print them."""
+    folder = RunFolder(args.run_dir)
+    tables = analyse(folder.path)
+    write_tables(folder.path, tables)
+    table = tables.comparisons
     if table.empty:
         print("no model pairs with shared seeds to compare")
     else:
         print(compact_table(table))
-        warning = seed_warning(int(table["n"].min()))
+        warning = stats.seed_warning(int(table["n"].min()))
         if warning:
             print(f"\nwarning: {warning}")
-    print(f"\nwrote {run_dir / 'comparisons.csv'}, {run_dir / 'model_summary.csv'}, {run_dir / 'length_bins.csv'}")
+    print(f"\nwrote {folder.comparisons_csv}, {folder.model_summary_csv}, {folder.length_bins_csv}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(parse_args, execute, argv, interrupted="the statistics tables may be incomplete; rerun the command")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,13 @@ a config file can never silently fall back to a default.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
-import logging
-import sys
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_NAMES = ("rnn", "attn_rnn", "transformer")
@@ -25,27 +22,7 @@ class BenchError(Exception):
     """A known, user-fixable problem: the CLI prints its message on one line and exits 2."""
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def cli_main(parse_args: Callable[[list[str] | None], argparse.Namespace],
-             execute: Callable[[argparse.Namespace], int], argv: list[str] | None, interrupted: str) -> int:
-    """The shared entry of every `python -m bench.*` command: BenchError → one line + exit 2,
-    Ctrl-C → `interrupted` + exit 130 (finished work is already on disk)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    try:
-        return execute(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
+DEFAULT_POOLING = {"transformer": "mean"}  # every other kind reads "last" when pooling is unset
 
 
 @dataclass
@@ -73,6 +50,14 @@ class ModelConfig:
     attn_dim: int = 8            # additive-attention width (pooling = "attention")
     heads: int = 4               # transformer only
     lr: float = 0.0              # learning rate for this model; 0 = use train.lr
+
+    def __post_init__(self) -> None:
+        # the pooling default depends on the kind, so it is resolved here, once, when the section is built
+        self.pooling = self.pooling or DEFAULT_POOLING.get(self.kind, "last")
+
+    def learning_rate(self, train: "TrainConfig") -> float:
+        """This model's own learning rate, else the shared one."""
+        return self.lr or train.lr
 
 
 @dataclass
@@ -127,17 +112,17 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str, base: Any = None) -> Any:
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise BenchError(f"config key '{prefix.rstrip('.')}' must be a table")
     hints = get_type_hints(cls)
-    obj = dataclasses.replace(base) if base is not None else cls()
+    values = {}
     for key, value in raw.items():
         if key not in hints:
             known = ", ".join(hints)
             raise BenchError(f"unknown config key '{prefix}{key}' (known: {known})")
-        setattr(obj, key, _check_type(value, hints[key], prefix + key))
-    return obj
+        values[key] = _check_type(value, hints[key], prefix + key)
+    return cls(**values)  # built in one call, so __post_init__ sees every key
 
 
 def _positive(key: str, value: float) -> None:
@@ -146,7 +131,7 @@ def _positive(key: str, value: float) -> None:
 
 
 def validate(cfg: Config) -> Config:
-    """Reject impossible values with a message naming the key."""
+    """Reject impossible values with a message naming the key; changes nothing (returns `cfg`)."""
     for name in cfg.datasets:
         if name not in DATASETS:
             raise BenchError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
@@ -182,7 +167,6 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'train.warmup_fraction' must be in [0, 1), got {t.warmup_fraction}")
     for name, m in cfg.model.items():
         p = f"model.{name}."
-        m.pooling = m.pooling or ("mean" if m.kind == "transformer" else "last")
         for key in ("embed_dim", "hidden_dim", "layers", "attn_dim", "heads"):
             _positive(p + key, getattr(m, key))
         if not 0 <= m.dropout < 1:
@@ -216,6 +200,11 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.data, cfg.train = data, train
     cfg.model = {name: _build(ModelConfig, m, f"model.{name}.") for name, m in models.items()}
     return cfg
+
+
+def from_json(raw: dict[str, Any]) -> Config:
+    """A Config back from the `config.json` a run stored (parsed and validated like a TOML file)."""
+    return validate(from_dict(raw))
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:

@@ -12,12 +12,13 @@ import io
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from bench.cli import CACHE_DIR_ENV, DATA_DIR_ENV
 from bench.config import BenchError, DataConfig
 
 log = logging.getLogger("bench")
@@ -28,8 +29,6 @@ CLASS_NAMES = {"imdb": ["negative", "positive"], "ag_news": ["World", "Sports", 
 PAD_ID, UNK_ID = 0, 1
 SPECIAL_TOKENS = ["[PAD]", "[UNK]"]
 CACHE_FORMAT = 2
-DATA_DIR_ENV = "BENCH_DATA_DIR"
-CACHE_DIR_ENV = "BENCH_CACHE_DIR"
 
 
 @dataclass
@@ -49,9 +48,11 @@ class Split:
 
 @dataclass
 class EncodedData:
+    """One dataset, ready for training: the splits, and what a model built for it must know."""
     dataset: str
     num_classes: int
     vocab_size: int
+    max_length: int      # every text is cut to this many tokens (a Transformer's position table size)
     train: Split
     val: Split
     test: Split
@@ -179,23 +180,46 @@ def encode(tok, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarr
     return ids, lengths
 
 
+def stratified_sample(rows: np.ndarray, labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` of `rows` (labels[i] belongs to rows[i]) with the class proportions kept, in draw order."""
+    from sklearn.model_selection import train_test_split
+
+    sample, _ = train_test_split(rows, train_size=size, stratify=labels, random_state=seed)
+    return sample
+
+
+def eval_sample(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of the fixed eval-mode train subset that measures the overfitting gap."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(size, n), replace=False))
+
+
 def split_train(labels: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified (train, val) row indices and a fixed train-eval subset, all from split_seed."""
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(labels))
     if cfg.train_subset and cfg.train_subset < len(rows):
-        rows, _ = train_test_split(rows, train_size=cfg.train_subset, stratify=labels,
-                                   random_state=cfg.split_seed)
+        rows = stratified_sample(rows, labels, cfg.train_subset, cfg.split_seed)
     try:
         tr, va = train_test_split(rows, test_size=cfg.val_fraction, stratify=labels[rows],
                                   random_state=cfg.split_seed)
     except ValueError as exc:
         raise BenchError(f"cannot carve a stratified validation split: {exc}") from None
     tr, va = np.sort(tr), np.sort(va)
-    rng = np.random.default_rng(cfg.split_seed)
-    ev = np.sort(rng.choice(len(tr), size=min(cfg.train_eval_size, len(tr)), replace=False))
-    return tr, va, ev
+    return tr, va, eval_sample(len(tr), cfg.train_eval_size, cfg.split_seed)
+
+
+def subsample_train(data: EncodedData, size: int, seed: int = 0) -> EncodedData:
+    """`data` whose train part is a stratified `size`-row sample (0 or more than there is: unchanged),
+    e.g. for cheaper tuning trials. Validation and test are untouched; the eval-mode train subset is
+    re-drawn from the sample, as large as before."""
+    n = len(data.train)
+    if not size or size >= n:
+        return data
+    train = data.train.subset(np.sort(stratified_sample(np.arange(n), data.train.labels, size, seed)))
+    ev = eval_sample(len(train), len(data.train_eval), seed)
+    return replace(data, train=train, train_eval=train.subset(ev))
 
 
 def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir: Path) -> Path:
@@ -266,7 +290,7 @@ def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
 
     vocab_size = Tokenizer.from_str(tokenizer_json).get_vocab_size()
     return EncodedData(dataset=dataset, num_classes=NUM_CLASSES[dataset], vocab_size=vocab_size,
-                       train=train, val=train_all.subset(va), test=test, train_eval=train.subset(ev),
+                       max_length=cfg.max_length, train=train, val=train_all.subset(va), test=test, train_eval=train.subset(ev),
                        tokenizer_json=tokenizer_json, cache_hit=cache_hit, source=source)
 
 

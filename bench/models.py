@@ -8,11 +8,14 @@ within its own length, so padding never reaches a real position's state.
 """
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import torch
 import torch.nn as nn
 
-from bench.config import ModelConfig
-from bench.data import PAD_ID
+from bench.config import Config, ModelConfig
+from bench.data import PAD_ID, EncodedData
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -64,9 +67,10 @@ class RNNClassifier(nn.Module):
         out_dim = cfg.hidden_dim * dirs
         self.attention = AdditivePooling(out_dim, cfg.attn_dim) if cfg.pooling == "attention" else None
         self.head = nn.Linear(out_dim, num_classes)
-        self.last_attention: torch.Tensor | None = None
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
+        """Logits [B, classes]; with `return_attention`, also the pooling weights [B, T]
+        (attention pooling only)."""
         mask = padding_mask(lengths, ids.size(1))
         h = self.drop(self.embed(ids))
         for i, directions in enumerate(self.layers):
@@ -77,24 +81,29 @@ class RNNClassifier(nn.Module):
             h = torch.cat(outs, dim=-1) if len(outs) == 2 else outs[0]
             if i < len(self.layers) - 1:
                 h = self.drop(h)
-        pooled = self.pool(h, lengths, mask)
-        return self.head(self.drop(pooled))
+        pooled, weights = self.pool(h, lengths, mask)
+        logits = self.head(self.drop(pooled))
+        if return_attention:
+            if weights is None:
+                raise ValueError(f"pooling '{self.cfg.pooling}' has no attention weights")
+            return logits, weights
+        return logits
 
-    def pool(self, h: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kind = self.cfg.pooling or "last"
+    def pool(self, h: torch.Tensor, lengths: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled [B, D], attention weights [B, T] or None)."""
+        kind = self.cfg.pooling
         if kind == "last":
             hid = self.cfg.hidden_dim
             last = h[torch.arange(h.size(0), device=h.device), lengths - 1]
             if self.cfg.bidirectional:  # backward state is complete at position 0
-                return torch.cat([last[:, :hid], h[:, 0, hid:]], dim=-1)
-            return last
+                return torch.cat([last[:, :hid], h[:, 0, hid:]], dim=-1), None
+            return last, None
         if kind == "mean":
-            return masked_mean(h, mask)
+            return masked_mean(h, mask), None
         if kind == "max":
-            return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
-        pooled, weights = self.attention(h, mask)
-        self.last_attention = weights.detach()
-        return pooled
+            return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values, None
+        return self.attention(h, mask)
 
 
 class TransformerClassifier(nn.Module):
@@ -131,6 +140,23 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int, max_length:
     if cfg.kind == "transformer":
         return TransformerClassifier(vocab_size, num_classes, cfg, max_length)
     raise ValueError(f"build_model builds neural models only, not kind '{cfg.kind}'")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch: the same seed gives every model the same initialisation
+    stream, dropout stream and data order, which is what pairs results across models."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_for_unit(cfg: Config, model_name: str, data: EncodedData, seed: int) -> tuple[nn.Module, float]:
+    """A unit's model and learning rate, seeded: the one construction used by run, tune and speed,
+    so a model is initialised identically wherever it is trained."""
+    mcfg = cfg.model[model_name]
+    seed_everything(seed)
+    model = build_model(mcfg, data.vocab_size, data.num_classes, data.max_length)
+    return model, mcfg.learning_rate(cfg.train)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,14 +1,15 @@
 """Build REPORT.md and its plots from a run folder's files alone (`python -m bench.report DIR`).
 
-Nothing here trains or reads the raw data: every number comes from runs.csv, epochs.csv,
-config.json, datasets.json and environment.json, so anyone can recompute it. Output is
-deterministic: running it twice gives a byte-identical REPORT.md.
+Nothing here trains, reads the raw data or imports torch: every number comes from runs.csv,
+epochs.csv, the prediction files, config.json, datasets.json and environment.json, so anyone can
+recompute it. Output is deterministic: running it twice gives a byte-identical REPORT.md.
+The statistics are computed (bench.compare) and written to their CSVs first, then rendered.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -18,15 +19,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.attention import attention_section  # noqa: E402
+from bench import cli  # noqa: E402
+from bench.attention_report import attention_section  # noqa: E402
+from bench.compare import analyse, write_tables  # noqa: E402
 from bench.config import BenchError  # noqa: E402
-from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, atomic_write_text, dataset_title, read_tables,  # noqa: E402
-                           relative_link, save_png)  # noqa: E402
+from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RunFolder, atomic_write_text, failed_runs,  # noqa: E402
+                           ok_runs, relative_link, save_png)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
-from bench.speed import speed_section  # noqa: E402
-from bench.stats import compare  # noqa: E402
-from bench.stats_report import statistics_section, tests_claim  # noqa: E402
+from bench.speed_report import speed_section  # noqa: E402
+from bench.stats import paired_comparison  # noqa: E402
+from bench.stats_report import claim_lines, statistics_section, tests_claim  # noqa: E402
 from bench.tuning_report import tuning_section  # noqa: E402
+
 
 def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -> None:
     """One dot per seed; seaborn jitters with NumPy's global generator, so it is seeded here
@@ -94,8 +98,8 @@ def model_table(runs: pd.DataFrame) -> str:
             "gap: val−train loss | best epoch | train time / seed | train tokens/s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model in _models(runs):
-        sub = runs[(runs["model"] == model) & (runs["status"] == "ok")]
-        n_fail = int(((runs["model"] == model) & (runs["status"] != "ok")).sum())
+        sub = ok_runs(runs[runs["model"] == model])
+        n_fail = len(failed_runs(runs[runs["model"] == model]))
         params = ", ".join(f"{int(p):,}" for p in sorted(set(runs.loc[runs["model"] == model, "params"])))
         seeds = f"{len(sub)}" + (f" (+{n_fail} failed)" if n_fail else "")
         rows.append(f"| {model} | {params} | {seeds} | {_mean_sd(sub['test_acc'])} | {_mean_sd(sub['best_val_acc'])} "
@@ -108,8 +112,7 @@ def model_table(runs: pd.DataFrame) -> str:
 
 def _paired(runs: pd.DataFrame, a: str, b: str, col: str) -> pd.Series:
     """Per-seed difference a − b for seeds where both finished."""
-    ok = runs[runs["status"] == "ok"]
-    wide = ok.pivot_table(index="seed", columns="model", values=col)
+    wide = ok_runs(runs).pivot_table(index="seed", columns="model", values=col)
     if a not in wide or b not in wide:
         return pd.Series(dtype=float)
     return (wide[a] - wide[b]).dropna()
@@ -128,8 +131,7 @@ def _describe_diff(d: pd.Series, what: str, unit_scale: float = 100, unit: str =
 def verdict(runs: pd.DataFrame, dataset: str) -> str:
     """A plain-words, descriptive reading of the paired per-seed differences."""
     lines = []
-    ok = runs[runs["status"] == "ok"]
-    models = set(ok["model"])
+    models = set(ok_runs(runs)["model"])
     if {"rnn", "attn_rnn"} <= models:
         dv = _paired(runs, "attn_rnn", "rnn", "best_val_acc")
         dt = _paired(runs, "attn_rnn", "rnn", "test_acc")
@@ -166,70 +168,55 @@ def _threads(runs: pd.DataFrame, env: dict) -> str:
 def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) -> list[str]:
     """The claim's verdicts from every run folder, up front (the same sentences as in the
     statistics sections below, where the tests and effect sizes are explained)."""
-    from bench.stats_report import claim_lines
-
     out = ["## The answer in brief", "",
            "_The verdict sentences of the statistics sections below, gathered here; p-values are Holm-adjusted "
            "within each run folder._", ""]
     for label, run_dir in run_dirs.items():
-        runs, _ = read_tables(run_dir)
+        folder = RunFolder(run_dir)
+        ok = ok_runs(folder.read_tables()[0])
         table = tables[run_dir]
-        for dataset in _datasets(runs[runs["status"] == "ok"]):
-            n = runs.loc[(runs["dataset"] == dataset) & (runs["status"] == "ok"), "seed"].nunique()
-            out += [f"**{dataset_title(run_dir, dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
+        for dataset in _datasets(ok):
+            n = ok.loc[ok["dataset"] == dataset, "seed"].nunique()
+            out += [f"**{folder.dataset_title(dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
                     f"`{relative_link(run_dir, Path.cwd())}`):", "", *claim_lines(table, dataset), ""]
     return out
 
 
-def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
-           tuned: Path | None = None, others: list[Path] = ()) -> str:
-    """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
-    (and of `tuned` and of each other run that tests the claim) open the report. `tables` holds
-    each folder's `stats.compare` result."""
-    runs, epochs = read_tables(run_dir)
-    if runs.empty:
-        raise BenchError(f"{run_dir}/runs.csv has no runs yet")
-    cfg = json.loads((run_dir / "config.json").read_text())
-    env = json.loads((run_dir / "environment.json").read_text())
-    dsets_path = run_dir / "datasets.json"
-    dsets = json.loads(dsets_path.read_text()) if dsets_path.exists() else {}
-    d, t = cfg["data"], cfg["train"]
-    answer_from = {f"budget {cfg['budget']}": run_dir}
+def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Path | None,
+                    others: list[Path]) -> dict[str, Path]:
+    """Which folders' verdicts open the report, each with its label: this run, the tuned run,
+    and every other run that tests the claim."""
+    answer_from = {f"budget {RunFolder(run_dir).stored_config().budget}": run_dir}
     if tuned is not None:
-        answer_from[f"budget {cfg['budget']}, every model tuned"] = tuned
+        answer_from[f"budget {RunFolder(run_dir).stored_config().budget}, every model tuned"] = tuned
     for other in others:
         if tests_claim(tables[other]):
-            ocfg = json.loads((other / "config.json").read_text())
-            answer_from[f"budget {ocfg['budget']}, {ocfg['data']['max_length']} tokens"] = other
-    answer = answer_section(answer_from, tables)
+            ocfg = RunFolder(other).stored_config()
+            answer_from[f"budget {ocfg.budget}, {ocfg.data.max_length} tokens"] = other
+    return answer_from
+
+
+def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
+    """How the run was made: budget, seeds, text, training, gap definition, hardware, data sizes."""
+    cfg, env, dsets = folder.stored_config(), folder.environment(), folder.datasets_info()
+    d, t = cfg.data, cfg.train
     out = [
-        "# Does attention pooling help a GRU? — bench report",
-        "",
-        f"_Generated by `{command or 'python -m bench.report ' + relative_link(run_dir, Path.cwd())}` from the CSV "
-        "and JSON files in the folders it names; not edited by hand._",
-        "",
-        "The claim under test: *adding attention to a GRU lifts validation accuracy and reduces overfitting*. "
-        "`rnn` is a GRU classifier reading the hidden state at each text's last real token; `attn_rnn` is the "
-        "same network with masked additive attention pooling over all time steps; `transformer` is a "
-        "Transformer encoder with masked mean pooling, at a similar parameter count.",
-        "",
-        *answer,
         "## Setup",
         "",
-        f"- Budget **{cfg['budget']}**: {cfg.get('description', '')} (config `configs/{cfg['budget']}.toml`; "
-        f"this folder holds {len(cfg['seeds'])} seeds).",
-        f"- Seeds {', '.join(str(s) for s in cfg['seeds'])}, paired: seed *k* gives every model the same "
+        f"- Budget **{cfg.budget}**: {cfg.description} (config `configs/{cfg.budget}.toml`; "
+        f"this folder holds {len(cfg.seeds)} seeds).",
+        f"- Seeds {', '.join(str(s) for s in cfg.seeds)}, paired: seed *k* gives every model the same "
         "initialisation stream, dropout stream and batch order; the validation split is the same for all "
-        f"(stratified {d['val_fraction']:.0%} of train, split seed {d['split_seed']}).",
-        f"- Text: word-level vocabulary of at most {d['vocab_size']:,} words trained on the training part only "
-        f"(HF `tokenizers`, lower-cased={d['lowercase']}, `<br />` removed), texts cut to the first "
-        f"{d['max_length']} tokens.",
-        f"- Training: AdamW (lr {t['lr']:g} unless a model sets its own, weight decay {t['weight_decay']:g}), "
-        f"gradient clipping {t['grad_clip']:g}, LR schedule {t['lr_schedule']}, batch {t['batch_size']}, "
-        f"at most {t['epochs']} epochs, early stopping on validation loss (patience {t['patience']}); the best "
+        f"(stratified {d.val_fraction:.0%} of train, split seed {d.split_seed}).",
+        f"- Text: word-level vocabulary of at most {d.vocab_size:,} words trained on the training part only "
+        f"(HF `tokenizers`, lower-cased={d.lowercase}, `<br />` removed), texts cut to the first "
+        f"{d.max_length} tokens.",
+        f"- Training: AdamW (lr {t.lr:g} unless a model sets its own, weight decay {t.weight_decay:g}), "
+        f"gradient clipping {t.grad_clip:g}, LR schedule {t.lr_schedule}, batch {t.batch_size}, "
+        f"at most {t.epochs} epochs, early stopping on validation loss (patience {t.patience}); the best "
         "epoch's weights are restored before the single test evaluation.",
         "- Overfitting gap: accuracy on a fixed eval-mode subset of the training data "
-        f"({d['train_eval_size']:,} texts) minus validation accuracy at the selected epoch "
+        f"({d.train_eval_size:,} texts) minus validation accuracy at the selected epoch "
         "(and validation loss minus that subset's loss).",
         f"- Hardware: {env.get('gpu') or env.get('processor')}, {env.get('cpu_count')} CPU cores, "
         f"torch threads per run: {_threads(runs, env)}, device `{env['device']}`; Python {env['python']}, "
@@ -248,38 +235,73 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
             line += (f" **AG News was trained on a {full_train:,}-row subset of the {FULL_TRAIN_ROWS['ag_news']:,} "
                      "training rows, so its accuracies are below published full-data numbers.**")
         out.append(line)
-    plots = run_dir / "plots"
+    return out
+
+
+def dataset_lines(folder: RunFolder, report_dir: Path, runs: pd.DataFrame, epochs: pd.DataFrame,
+                  dataset: str) -> list[str]:
+    """One dataset's section: the model table, failed runs, curves and gap plots, per-seed
+    differences, and what attention looks at."""
+    title = folder.dataset_title(dataset)
+    r = runs[runs["dataset"] == dataset]
+    e = epochs[epochs["dataset"] == dataset]
+    out = ["", f"## {title}", "", model_table(r), ""]
+    for _, row in failed_runs(r).iterrows():
+        out.append(f"- failed: {row['model']} seed {row['seed']}: {row['reason']}")
+    if not e.empty:
+        curves, gap = folder.plots / f"{dataset}_curves.png", folder.plots / f"{dataset}_gap.png"
+        plot_learning_curves(e, dataset, curves, title)
+        plot_gap(ok_runs(r), dataset, gap, title)
+        out += [f"![{title} learning curves]({relative_link(curves, report_dir)})", "",
+                f"![{title} overfitting gap]({relative_link(gap, report_dir)})", ""]
+    out += [f"### Per-seed differences on {title}", "", verdict(r, dataset), ""]
+    attention = attention_section(folder.path, report_dir, dataset)
+    if attention:
+        out += [attention]
+    return out
+
+
+def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
+           tuned: Path | None = None, others: list[Path] = ()) -> str:
+    """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
+    (and of `tuned` and of each other run that tests the claim) open the report. `tables` holds
+    each folder's comparisons table."""
+    folder = RunFolder(run_dir)
+    runs, epochs = folder.read_tables()
+    if runs.empty:
+        raise BenchError(f"{run_dir}/runs.csv has no runs yet")
+    # 1. title, the claim, and the verdicts in brief
+    out = [
+        "# Does attention pooling help a GRU? — bench report",
+        "",
+        f"_Generated by `{command or 'python -m bench.report ' + relative_link(run_dir, Path.cwd())}` from the CSV "
+        "and JSON files in the folders it names; not edited by hand._",
+        "",
+        "The claim under test: *adding attention to a GRU lifts validation accuracy and reduces overfitting*. "
+        "`rnn` is a GRU classifier reading the hidden state at each text's last real token; `attn_rnn` is the "
+        "same network with masked additive attention pooling over all time steps; `transformer` is a "
+        "Transformer encoder with masked mean pooling, at a similar parameter count.",
+        "",
+        *answer_section(_answer_sources(run_dir, tables, tuned, others), tables),
+    ]
+    # 2. how the run was made
+    out += setup_lines(folder, runs)
+    # 3. per dataset: tables, plots, per-seed differences, attention
     for dataset in _datasets(runs):
-        title = dataset_title(run_dir, dataset)
-        r = runs[runs["dataset"] == dataset]
-        e = epochs[epochs["dataset"] == dataset]
-        out += ["", f"## {title}", "", model_table(r), ""]
-        failed = r[r["status"] != "ok"]
-        for _, row in failed.iterrows():
-            out.append(f"- failed: {row['model']} seed {row['seed']}: {row['reason']}")
-        if not e.empty:
-            curves, gap = plots / f"{dataset}_curves.png", plots / f"{dataset}_gap.png"
-            plot_learning_curves(e, dataset, curves, title)
-            plot_gap(r[r["status"] == "ok"], dataset, gap, title)
-            out += [f"![{title} learning curves]({relative_link(curves, report_dir)})", "",
-                    f"![{title} overfitting gap]({relative_link(gap, report_dir)})", ""]
-        out += [f"### Per-seed differences on {title}", "", verdict(r, dataset), ""]
-        attention = attention_section(run_dir, report_dir, dataset)
-        if attention:
-            out += [attention]
+        out += dataset_lines(folder, report_dir, runs, epochs, dataset)
+    # 4. statistics, tuning and speed
     out += [statistics_section(run_dir, report_dir, tables[run_dir])]
     tuning = tuning_section(run_dir, report_dir)
     if tuning:
         out += [tuning]
-    speed_csv = run_dir.parent / "speed.csv"
-    if speed_csv.exists():
-        out += [speed_section(speed_csv, report_dir, plots)]
+    if folder.speed_csv.exists():
+        out += [speed_section(folder.speed_csv, report_dir, folder.plots)]
     return "\n".join(out)
 
 
 def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """Test accuracy per variant (bar: mean ± sd, dots: seeds), labelled with parameter counts."""
-    ok = runs[runs["status"] == "ok"]
+    ok = ok_runs(runs)
     models = _models(ok)
     labels = [f"{m}\n{int(ok.loc[ok['model'] == m, 'params'].iloc[0]) / 1e6:.3f} M" for m in models]
     fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 3.8))
@@ -298,24 +320,24 @@ def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path, title: str | Non
 def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
     """Every variant of an ablation run against its reference (`table`: its `stats.compare`
     result), with parameter counts beside accuracy."""
-    abl_dir = Path(abl_dir)
-    runs, _ = read_tables(abl_dir)
-    cfg = json.loads((abl_dir / "config.json").read_text())
-    ref = cfg.get("reference") or "rnn"
-    variants = {name: m for name, m in cfg["model"].items()}
+    folder = RunFolder(abl_dir)
+    runs, _ = folder.read_tables()
+    cfg = folder.stored_config()
+    ref = cfg.reference or "rnn"
+    variants = {name: asdict(m) for name, m in cfg.model.items()}
     base = variants.get(ref, {})
 
     def change(name: str) -> str:
-        diff = [f"{k}={v}" for k, v in variants[name].items() if base.get(k) != v]
+        diff = [f"{k}={v}" for k, v in sorted(variants[name].items()) if base.get(k) != v]
         return ", ".join(diff) if diff else "reference"
 
     out = ["## Ablation", "",
-           f"_From `{relative_link(abl_dir, Path.cwd())}` ({cfg.get('description', '')}). Every variant is compared with the "
+           f"_From `{relative_link(abl_dir, Path.cwd())}` ({cfg.description}). Every variant is compared with the "
            f"reference `{ref}` on the same seeds; p-values are Holm-adjusted over all {len(table)} comparisons "
            "of the ablation run; parameter counts sit beside accuracy so that \"better\" cannot be \"bigger\"._", ""]
     for dataset in sorted(set(runs["dataset"])):
-        r = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
-        title = dataset_title(abl_dir, dataset)
+        r = ok_runs(runs[runs["dataset"] == dataset])
+        title = folder.dataset_title(dataset)
         out += [f"### {title}", "",
                 "| variant | change vs reference | params | seeds | test acc % | Δ test acc vs ref (pp, 95% CI) | "
                 "p (Holm) | d_z | gap: train−val acc (pp) | Δ gap vs ref (pp, 95% CI) | p (Holm) |",
@@ -334,7 +356,7 @@ def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> st
             out.append(f"| {model} | {change(model)} | {int(sub['params'].iloc[0]):,} | {len(sub)} "
                        f"| {_mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
                        f"| {_mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
-        png = abl_dir / "plots" / f"{dataset}_ablation.png"
+        png = folder.plots / f"{dataset}_ablation.png"
         plot_ablation(r, dataset, png, title)
         out += ["", f"![{title} ablation]({relative_link(png, report_dir)})", ""]
     return "\n".join(out)
@@ -345,51 +367,54 @@ def _demote(markdown: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
+def _tuned_vs_untuned_rows(ok: pd.DataFrame, base_ok: pd.DataFrame, cfg) -> list[str]:
+    """Per model: untuned and tuned test accuracy on the shared seeds, and the paired difference."""
+    rows = []
+    for model in _models(ok):
+        if model in cfg.model and cfg.model[model].kind == "tfidf":
+            continue  # not tuned: the same runs in both folders
+        x = ok[ok["model"] == model].set_index("seed")
+        y = base_ok[base_ok["model"] == model].set_index("seed")
+        common = sorted(set(x.index) & set(y.index))
+        if not common:
+            continue
+        c = paired_comparison(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
+        ci = (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]"
+              if len(common) > 1 else f"{c['mean_diff'] * 100:+.2f}")
+        p = f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–"
+        rows.append(f"| {model} | {len(common)} | {_mean_sd(y.loc[common, 'test_acc'])} "
+                    f"| {_mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
+                    f"| {_mean_sd(y.loc[common, 'gap_acc'])} | {_mean_sd(x.loc[common, 'gap_acc'])} |")
+    return rows
+
+
 def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
     """A tuned run beside the untuned one: each model at its own tuned best, the paired
     tuned − untuned difference per model, the tuned run's statistics and its tuning studies."""
-    from bench.stats import paired_comparison
-
-    tuned_dir = Path(tuned_dir)
-    runs, _ = read_tables(tuned_dir)
-    base, _ = read_tables(base_dir)
-    cfg = json.loads((tuned_dir / "config.json").read_text())
-    d, t = cfg["data"], cfg["train"]
+    folder = RunFolder(tuned_dir)
+    runs, _ = folder.read_tables()
+    base, _ = RunFolder(base_dir).read_tables()
+    cfg = folder.stored_config()
     seeds = sorted(set(runs["seed"]))
     out = ["## Tuned models", "",
            f"_From `{relative_link(tuned_dir, Path.cwd())}`: the same data and training settings as budget "
-           f"**{cfg['budget']}** (texts cut to {d['max_length']} tokens, at most {t['epochs']} epochs, early stopping "
-           "on validation loss), but every neural model's own hyper-parameters were tuned with Optuna on the "
+           f"**{cfg.budget}** (texts cut to {cfg.data.max_length} tokens, at most {cfg.train.epochs} epochs, early "
+           "stopping on validation loss), but every neural model's own hyper-parameters were tuned with Optuna on the "
            "validation split (studies below) and the best configuration retrained with seeds "
            f"{', '.join(map(str, seeds))}. TF-IDF is not tuned. Seeds are paired across models and with the "
            "untuned run above._", ""]
     for dataset in _datasets(runs):
-        title = dataset_title(tuned_dir, dataset)
+        title = folder.dataset_title(dataset)
         r = runs[runs["dataset"] == dataset]
-        ok = r[r["status"] == "ok"]
+        ok = ok_runs(r)
         out += [f"### {title}: tuned", "", model_table(r), ""]
-        gap = tuned_dir / "plots" / f"{dataset}_gap.png"
+        gap = folder.plots / f"{dataset}_gap.png"
         plot_gap(ok, dataset, gap, f"{title} (tuned)")
         out += [f"![{title} tuned overfitting gap]({relative_link(gap, report_dir)})", "",
                 f"Tuned − untuned test accuracy per model (paired by seed, untuned = `{relative_link(base_dir, Path.cwd())}`):", "",
                 "| model | seeds | untuned test acc % | tuned test acc % | Δ (pp, 95% CI) | p (paired t) | "
                 "untuned gap (pp) | tuned gap (pp) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        b = base[(base["dataset"] == dataset) & (base["status"] == "ok")]
-        for model in _models(ok):
-            if cfg["model"].get(model, {}).get("kind") == "tfidf":
-                continue  # not tuned: the same runs in both folders
-            x = ok[ok["model"] == model].set_index("seed")
-            y = b[b["model"] == model].set_index("seed")
-            common = sorted(set(x.index) & set(y.index))
-            if not common:
-                continue
-            c = paired_comparison(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
-            ci = (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]"
-                  if len(common) > 1 else f"{c['mean_diff'] * 100:+.2f}")
-            p = f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–"
-            out.append(f"| {model} | {len(common)} | {_mean_sd(y.loc[common, 'test_acc'])} "
-                       f"| {_mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
-                       f"| {_mean_sd(y.loc[common, 'gap_acc'])} | {_mean_sd(x.loc[common, 'gap_acc'])} |")
+        out += _tuned_vs_untuned_rows(ok, ok_runs(base[base["dataset"] == dataset]), cfg)
         out += ["", f"#### Per-seed differences on {title} (tuned)", "", verdict(r, dataset), ""]
     out += [_demote(statistics_section(tuned_dir, report_dir, table)), ""]
     tuning = tuning_section(tuned_dir, report_dir)
@@ -401,45 +426,54 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.D
 def other_run_section(other_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
     """A further run folder (another budget, e.g. longer texts): its settings, the model table and
     learning curves per dataset, and its statistics when it has paired models to compare."""
-    other_dir = Path(other_dir)
-    runs, epochs = read_tables(other_dir)
-    cfg = json.loads((other_dir / "config.json").read_text())
-    d, t = cfg["data"], cfg["train"]
+    folder = RunFolder(other_dir)
+    runs, epochs = folder.read_tables()
+    cfg = folder.stored_config()
+    d, t = cfg.data, cfg.train
     rel = relative_link(other_dir, Path.cwd())
-    out = [f"## Other run: `{rel}` (budget {cfg['budget']})", "",
-           f"_{cfg.get('description', '')}. As run: texts cut to {d['max_length']} tokens, at most {t['epochs']} "
-           f"epochs (patience {t['patience']}, LR schedule {t['lr_schedule']}), seeds "
+    out = [f"## Other run: `{rel}` (budget {cfg.budget})", "",
+           f"_{cfg.description}. As run: texts cut to {d.max_length} tokens, at most {t.epochs} "
+           f"epochs (patience {t.patience}, LR schedule {t.lr_schedule}), seeds "
            f"{', '.join(map(str, sorted(set(runs['seed']))))}; everything else as in its `config.json`. "
            f"Full analysis in `{rel}/REPORT.md`._", ""]
     for dataset in _datasets(runs):
-        title = dataset_title(other_dir, dataset)
+        title = folder.dataset_title(dataset)
         out += [f"### {title}", "", model_table(runs[runs["dataset"] == dataset]), ""]
         e = epochs[epochs["dataset"] == dataset]
         if not e.empty:
-            curves = other_dir / "plots" / f"{dataset}_curves.png"
-            plot_learning_curves(e, dataset, curves, f"{title} ({cfg['budget']})")
-            out += [f"![{title} learning curves ({cfg['budget']})]({relative_link(curves, report_dir)})", ""]
+            curves = folder.plots / f"{dataset}_curves.png"
+            plot_learning_curves(e, dataset, curves, f"{title} ({cfg.budget})")
+            out += [f"![{title} learning curves ({cfg.budget})]({relative_link(curves, report_dir)})", ""]
     if len(table):
         out += [_demote(statistics_section(other_dir, report_dir, table)), ""]
     return "\n".join(out)
+
+
+def statistics_of(folders: list[Path]) -> dict[Path, pd.DataFrame]:
+    """Each folder's statistics, computed once and written to its CSVs; returns the comparisons tables."""
+    tables = {}
+    for folder in folders:
+        stats_tables = analyse(folder)
+        write_tables(folder, stats_tables)
+        tables[folder] = stats_tables.comparisons
+    return tables
 
 
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
                  tuned: Path | None = None, others: list[Path] = ()) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "runs.csv").is_file():
+    if not RunFolder(run_dir).is_run():
         raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
     written = []
     tuned, ablation = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None)
     others = [Path(o) for o in others]
-    # each folder's statistics, computed once for both report copies
-    tables = {d: compare(d) for d in (run_dir, tuned, ablation, *others) if d is not None}
+    tables = statistics_of([d for d in (run_dir, tuned, ablation, *others) if d is not None])
     command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
                        + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
                           (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others))
                           if d is not None])
-    for target in [run_dir / "REPORT.md"] + ([Path(extra)] if extra else []):
+    for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
         text = render(run_dir, target.parent, tables, command, tuned, others)
@@ -454,28 +488,31 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.report",
-                                description="Regenerate REPORT.md and plots from a results folder's files alone.")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.OneLineParser(prog="python -m bench.report",
+                          description="Regenerate REPORT.md and plots from a results folder's files alone.")
     p.add_argument("run_dir", help="a results folder, e.g. results/quick")
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
     p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
     p.add_argument("--tuned", default=None, help="a tuned run folder (bench.run --tune) to report beside run_dir")
     p.add_argument("--other", action="append", default=[],
                    help="a further run folder (e.g. another budget) summarised at the end; repeatable")
-    args = p.parse_args(argv)
-    try:
-        for extra_dir in (args.ablation, args.tuned, *args.other):
-            if extra_dir and not (Path(extra_dir) / "runs.csv").is_file():
-                raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
-        for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
-                                 Path(args.ablation) if args.ablation else None,
-                                 Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other]):
-            print(f"wrote {path}")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return p.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> int:
+    for extra_dir in (args.ablation, args.tuned, *args.other):
+        if extra_dir and not RunFolder(extra_dir).is_run():
+            raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
+    for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
+                             Path(args.ablation) if args.ablation else None,
+                             Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other]):
+        print(f"wrote {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.cli_main(parse_args, execute, argv, "nothing half-written: every file is replaced atomically")
 
 
 if __name__ == "__main__":

@@ -8,26 +8,111 @@ killed process never leaves a half-written file and a rerun can skip finished un
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-RUN_COLUMNS = [
-    "dataset", "model", "seed", "status", "reason", "params", "best_epoch", "epochs_run",
-    "best_val_acc", "best_val_loss", "test_acc", "test_loss", "train_acc", "train_eval_acc",
-    "gap_acc", "gap_loss", "train_seconds", "wall_seconds", "train_tokens_per_s", "device", "threads", "config_hash",
-    "git_sha",
-]
-EPOCH_COLUMNS = [
-    "dataset", "model", "seed", "epoch", "train_loss", "train_acc", "train_eval_loss",
-    "train_eval_acc", "val_loss", "val_acc", "gap_acc", "gap_loss", "lr", "epoch_seconds",
-    "train_tokens_per_s",
-]
+from bench.config import BenchError, Config
+
+OK, FAILED = "ok", "failed"  # a run's status
+UNIT_KEYS = ["dataset", "model", "seed"]
+
+
+@dataclass
+class EpochRecord:
+    """One epoch of one fit: running train metrics (with dropout), eval-mode metrics on a fixed
+    train subset and on validation, and the overfitting gap between those two."""
+    epoch: int
+    train_loss: float
+    train_acc: float
+    train_eval_loss: float
+    train_eval_acc: float
+    val_loss: float
+    val_acc: float
+    gap_acc: float            # train-subset acc − val acc
+    gap_loss: float           # val loss − train-subset loss
+    lr: float
+    epoch_seconds: float
+    train_tokens_per_s: float
+
+
+@dataclass
+class RunRecord:
+    """One finished unit (dataset × model × seed): a row of runs.csv. A failed run keeps its
+    status and reason and leaves the metrics empty."""
+    dataset: str
+    model: str
+    seed: int
+    status: str = OK
+    reason: str = ""
+    params: int | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    best_val_acc: float | None = None
+    best_val_loss: float | None = None
+    test_acc: float | None = None
+    test_loss: float | None = None
+    train_acc: float | None = None
+    train_eval_acc: float | None = None
+    gap_acc: float | None = None
+    gap_loss: float | None = None
+    train_seconds: float | None = None
+    wall_seconds: float | None = None
+    train_tokens_per_s: float | None = None
+    device: str | None = None
+    threads: int | None = None
+    config_hash: str | None = None
+    git_sha: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+@dataclass
+class UnitRecord:
+    """What `units/<dataset>__<model>__seed<k>.json` holds: the run row, its epoch rows and the
+    model section it was trained with."""
+    run: RunRecord
+    epochs: list[EpochRecord] = field(default_factory=list)
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        keys = {k: getattr(self.run, k) for k in UNIT_KEYS}
+        return {"run": asdict(self.run), "epochs": [{**keys, **asdict(e)} for e in self.epochs],
+                "model_config": self.model_config}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "UnitRecord":
+        return cls(run=_from_row(RunRecord, raw["run"]), epochs=[_from_row(EpochRecord, e) for e in raw["epochs"]],
+                   model_config=raw.get("model_config", {}))
+
+
+def _from_row(cls: type, row: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+RUN_COLUMNS = [f.name for f in fields(RunRecord)]
+EPOCH_COLUMNS = UNIT_KEYS + [f.name for f in fields(EpochRecord)]
+SPEED_COLUMNS = ["dataset", "model", "metric", "median", "min", "max", "repeats", "unit", "device", "torch",
+                 "threads", "cpu_count", "max_length", "batch_size", "eval_batch_size", "examples"]
+
+
+def ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a runs table whose unit finished without failing."""
+    return runs[runs["status"] == OK]
+
+
+def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"] != OK]
 
 
 DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
@@ -46,17 +131,6 @@ def ordered_datasets(frame) -> list[str]:
     """The datasets in a frame, IMDB first, unknown names last."""
     present = set(frame["dataset"])
     return [d for d in DATASET_TITLES if d in present] + sorted(present - set(DATASET_TITLES))
-
-
-def dataset_title(run_dir: Path, dataset: str) -> str:
-    """The dataset's display name, saying so when its training split was only a subset."""
-    title = DATASET_TITLES.get(dataset, dataset)
-    path = Path(run_dir) / "datasets.json"
-    info = json.loads(path.read_text()).get(dataset) if path.exists() else None
-    full = FULL_TRAIN_ROWS.get(dataset, 0)
-    if info and info["train"] + info["val"] < full:
-        title += f" (train: {info['train'] + info['val']:,} of {full:,} rows)"
-    return title
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -112,45 +186,156 @@ def unit_key(dataset: str, model: str, seed: int) -> str:
     return f"{dataset}__{model}__seed{seed}"
 
 
-def unit_path(run_dir: Path, dataset: str, model: str, seed: int) -> Path:
-    return Path(run_dir) / "units" / f"{unit_key(dataset, model, seed)}.json"
+def default_run_dir(budget: str, tuned: bool = False) -> Path:
+    """Where a run of this budget writes when --out is not given (a tuned run: `<budget>-tuned`)."""
+    return Path("results") / (budget + ("-tuned" if tuned else ""))
 
 
-def predictions_path(run_dir: Path, dataset: str, model: str, seed: int) -> Path:
-    return Path(run_dir) / "predictions" / f"{unit_key(dataset, model, seed)}.csv.gz"
+@functools.lru_cache(maxsize=64)
+def _read_predictions_file(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    """Cached by path, mtime and size: McNemar and the length bins read the same files several times."""
+    return pd.read_csv(path).sort_values("row", kind="stable").reset_index(drop=True)
 
 
-def load_unit(run_dir: Path, dataset: str, model: str, seed: int) -> dict[str, Any] | None:
-    """A finished unit's record, or None when it has not finished (or its file is unreadable)."""
-    path = unit_path(run_dir, dataset, model, seed)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+class RunFolder:
+    """The one object that knows a results folder's layout (`results/<run>/`):
 
+    units/<dataset>__<model>__seed<k>.json   one record per finished unit (the source of truth)
+    runs.csv, epochs.csv                     tables rebuilt from units/
+    predictions/<unit>.csv.gz                every test example's prediction
+    attention/<unit>.json                    attention weights of attention-pooling runs
+    config.json, environment.json, datasets.json
+    optuna.db, trials.csv, tuning.json       tuned runs
+    comparisons.csv, model_summary.csv, length_bins.csv, length_bins_by_seed.csv   statistics
+    plots/, REPORT.md                        the rendered report
+    ../speed.csv                             the speed benchmark, shared by the runs beside it
+    """
 
-def save_unit(run_dir: Path, record: dict[str, Any]) -> None:
-    run = record["run"]
-    atomic_write_json(unit_path(run_dir, run["dataset"], run["model"], run["seed"]), record)
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
 
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
-def rebuild_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Regenerate runs.csv and epochs.csv from the unit files (sorted, so reruns are stable)."""
-    run_dir = Path(run_dir)
-    runs, epochs = [], []
-    for path in sorted((run_dir / "units").glob("*.json")):
-        record = json.loads(path.read_text())
-        runs.append(record["run"])
-        epochs.extend(record["epochs"])
-    runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
-    epochs_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
-    runs_df = runs_df.sort_values(["dataset", "model", "seed"], kind="stable")
-    epochs_df = epochs_df.sort_values(["dataset", "model", "seed", "epoch"], kind="stable")
-    atomic_write_csv(run_dir / "runs.csv", runs_df)
-    atomic_write_csv(run_dir / "epochs.csv", epochs_df)
-    return runs_df, epochs_df
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
 
+    # ------------------------------------------------------------ layout
+    units = property(lambda self: self.path / "units")
+    predictions = property(lambda self: self.path / "predictions")
+    attention = property(lambda self: self.path / "attention")
+    plots = property(lambda self: self.path / "plots")
+    config_json = property(lambda self: self.path / "config.json")
+    environment_json = property(lambda self: self.path / "environment.json")
+    datasets_json = property(lambda self: self.path / "datasets.json")
+    runs_csv = property(lambda self: self.path / "runs.csv")
+    epochs_csv = property(lambda self: self.path / "epochs.csv")
+    optuna_db = property(lambda self: self.path / "optuna.db")
+    trials_csv = property(lambda self: self.path / "trials.csv")
+    tuning_json = property(lambda self: self.path / "tuning.json")
+    comparisons_csv = property(lambda self: self.path / "comparisons.csv")
+    model_summary_csv = property(lambda self: self.path / "model_summary.csv")
+    length_bins_csv = property(lambda self: self.path / "length_bins.csv")
+    length_bins_by_seed_csv = property(lambda self: self.path / "length_bins_by_seed.csv")
+    report_md = property(lambda self: self.path / "REPORT.md")
+    speed_csv = property(lambda self: self.path.parent / "speed.csv")
 
-def read_tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    run_dir = Path(run_dir)
-    return pd.read_csv(run_dir / "runs.csv"), pd.read_csv(run_dir / "epochs.csv")
+    def unit_path(self, dataset: str, model: str, seed: int) -> Path:
+        return self.units / f"{unit_key(dataset, model, seed)}.json"
+
+    def predictions_path(self, dataset: str, model: str, seed: int) -> Path:
+        return self.predictions / f"{unit_key(dataset, model, seed)}.csv.gz"
+
+    def attention_path(self, dataset: str, model: str, seed: int) -> Path:
+        return self.attention / f"{unit_key(dataset, model, seed)}.json"
+
+    def sqlite_url(self) -> str:
+        """The default Optuna storage of a tuned run: SQLite in this folder."""
+        return f"sqlite:///{self.optuna_db.resolve()}"
+
+    def is_run(self) -> bool:
+        return self.runs_csv.is_file()
+
+    # ------------------------------------------------------------ units
+    def load_unit(self, dataset: str, model: str, seed: int) -> UnitRecord | None:
+        """A finished unit's record, or None when it has not finished (or its file is unreadable)."""
+        try:
+            return UnitRecord.from_json(json.loads(self.unit_path(dataset, model, seed).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_unit(self, record: UnitRecord) -> None:
+        run = record.run
+        atomic_write_json(self.unit_path(run.dataset, run.model, run.seed), record.to_json())
+
+    def finished_units(self) -> list[UnitRecord]:
+        """Every unit record, in file-name order."""
+        return [UnitRecord.from_json(json.loads(p.read_text())) for p in sorted(self.units.glob("*.json"))]
+
+    # ------------------------------------------------------------ tables
+    def rebuild_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Regenerate runs.csv and epochs.csv from the unit files (sorted, so reruns are stable)."""
+        units = [u.to_json() for u in self.finished_units()]
+        runs_df = pd.DataFrame([u["run"] for u in units], columns=RUN_COLUMNS)
+        epochs_df = pd.DataFrame([e for u in units for e in u["epochs"]], columns=EPOCH_COLUMNS)
+        runs_df = runs_df.sort_values(["dataset", "model", "seed"], kind="stable")
+        epochs_df = epochs_df.sort_values(["dataset", "model", "seed", "epoch"], kind="stable")
+        atomic_write_csv(self.runs_csv, runs_df)
+        atomic_write_csv(self.epochs_csv, epochs_df)
+        return runs_df, epochs_df
+
+    def read_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return pd.read_csv(self.runs_csv), pd.read_csv(self.epochs_csv)
+
+    def read_runs(self, required: tuple[str, ...] = ()) -> pd.DataFrame:
+        """runs.csv, checked: a folder, a readable table with the unit columns and `required`,
+        and at least one finished run; anything else is a one-line BenchError."""
+        if not self.path.is_dir():
+            raise BenchError(f"{self.path} is not a folder")
+        if not self.runs_csv.is_file():
+            raise BenchError(f"{self.path} is not a run folder (no runs.csv)")
+        try:
+            runs = pd.read_csv(self.runs_csv)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise BenchError(f"{self.runs_csv} is unreadable: {exc}") from None
+        missing = [c for c in (*UNIT_KEYS, "status", *required) if c not in runs.columns]
+        if missing:
+            raise BenchError(f"{self.runs_csv} lacks column(s) {', '.join(missing)}")
+        if ok_runs(runs).empty:
+            raise BenchError(f"{self.runs_csv} has no finished runs yet")
+        return runs
+
+    def read_predictions(self, dataset: str, model: str, seed: int) -> pd.DataFrame | None:
+        """One unit's test predictions sorted by row, or None when the file is missing."""
+        path = self.predictions_path(dataset, model, int(seed))
+        if not path.is_file():
+            return None
+        st = path.stat()
+        return _read_predictions_file(str(path.resolve()), st.st_mtime_ns, st.st_size).copy()
+
+    # ------------------------------------------------------------ what the run recorded
+    def stored_config(self) -> Config:
+        """The run's resolved config, parsed back through the config loader."""
+        from bench import config
+
+        try:
+            raw = json.loads(self.config_json.read_text())
+        except (OSError, ValueError):
+            raise BenchError(f"{self.config_json} is missing or unreadable") from None
+        return config.from_json(raw)
+
+    def environment(self) -> dict[str, Any]:
+        return json.loads(self.environment_json.read_text())
+
+    def datasets_info(self) -> dict[str, dict[str, Any]]:
+        """Split sizes, vocabulary and source per dataset ({} before any data was prepared)."""
+        return json.loads(self.datasets_json.read_text()) if self.datasets_json.exists() else {}
+
+    def dataset_title(self, dataset: str) -> str:
+        """The dataset's display name, saying so when its training split was only a subset."""
+        title = DATASET_TITLES.get(dataset, dataset)
+        info = self.datasets_info().get(dataset)
+        full = FULL_TRAIN_ROWS.get(dataset, 0)
+        if info and info["train"] + info["val"] < full:
+            title += f" (train: {info['train'] + info['val']:,} of {full:,} rows)"
+        return title

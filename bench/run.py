@@ -1,5 +1,6 @@
-"""The CLI: `python -m bench.run` plans (dataset × seed × model) units, runs the unfinished
-ones, rebuilds the result tables after each, and regenerates REPORT.md.
+"""The main CLI: `python -m bench.run` plans (dataset × seed × model) units, tunes the models
+when asked, runs the unfinished units, rebuilds the result tables after each, and regenerates
+REPORT.md.
 
 Known problems (bad options, config, data, device) end with one line on stderr and exit 2;
 Ctrl-C exits 130 after the finished units are safely on disk.
@@ -15,19 +16,21 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from bench.config import MODEL_NAMES, BenchError, Config, OneLineParser, budget_path, cli_main, load, validate
-from bench import results
+from bench import cli
+from bench.config import MODEL_NAMES, BenchError, Config, budget_path, load, validate
+from bench.results import (FAILED, RunFolder, RunRecord, UnitRecord, atomic_write_csv, atomic_write_json,
+                           default_run_dir)
 
 log = logging.getLogger("bench")
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = OneLineParser(
+    p = cli.OneLineParser(
         prog="python -m bench.run",
         description="Train and compare rnn / attn_rnn / transformer text classifiers over several "
                     "seeds, write CSV results and regenerate REPORT.md.")
@@ -36,16 +39,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "default: the config's list")
     p.add_argument("--dataset", default=None,
                    help="imdb, ag_news, or a comma list of both; default: the config's list")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available); default auto")
+    cli.add_compute_options(p, "auto")
     p.add_argument("--seeds", default=None, help="comma list of integer seeds, e.g. 0,1,2; default: the config's")
     p.add_argument("--budget", default="quick",
                    help="named config under configs/: quick (2-core CPU, ~30 min) or full (GPU); default quick")
     p.add_argument("--config", default=None, help="a TOML config file (overrides --budget)")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
-                   help="folder with <dataset>/train.parquet and test.parquet for offline use "
-                        "(default: $BENCH_DATA_DIR, else the Hugging Face hub)")
-    p.add_argument("--cache-dir", default=None,
-                   help="where encoded datasets are cached (default: $BENCH_CACHE_DIR or ~/.cache/bench)")
+    cli.add_data_options(p)
     p.add_argument("--out", default=None, help="results folder for this run (default: results/<budget>)")
     p.add_argument("--report", default="REPORT.md",
                    help="where to write the generated report besides <out>/REPORT.md ('none' to skip); "
@@ -154,15 +153,16 @@ def set_aside(out: Path) -> Path:
     return target
 
 
-def prepare_out_dir(out: Path, cfg: Config, fresh: bool = False) -> None:
+def prepare_out_dir(folder: RunFolder, cfg: Config, fresh: bool = False) -> None:
     """Create the run folder, or check that an existing one was made with the same settings."""
+    out = folder.path
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file, not a folder")
     if fresh and out.exists():
         log.info("--fresh: previous results moved to %s", set_aside(out))
     for stale in out.rglob(".*.tmp") if out.exists() else []:
         stale.unlink()  # a write interrupted by kill -9; its target file is intact
-    stored_path = out / "config.json"
+    stored_path = folder.config_json
     new = cfg.to_dict()
     if stored_path.exists():
         try:
@@ -177,33 +177,41 @@ def prepare_out_dir(out: Path, cfg: Config, fresh: bool = False) -> None:
             new[key] = list(dict.fromkeys(old.get(key, []) + new[key]))
         new["model"] = {**old.get("model", {}), **new["model"]}
     out.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_json(stored_path, new)
+    atomic_write_json(stored_path, new)
 
 
-def _fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
+def fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
     """Build and fit one model; returns (fitted, test result, parameter count, the model)."""
-    from bench.models import build_model, count_parameters
-    from bench.train import evaluate, fit, seed_everything
+    from bench.models import build_for_unit, count_parameters
+    from bench.train import evaluate, fit
 
-    mcfg = cfg.model[model_name]
-    seed_everything(seed)  # same seed → same init stream, dropout stream and data order for every model
-    if mcfg.kind == "tfidf":
+    if cfg.model[model_name].kind == "tfidf":
         from bench.baseline import TfidfClassifier
 
         model = TfidfClassifier(seed)
         fitted = model.fit(data)
         return fitted, model.evaluate(data.test), model.parameter_count(), model
-    model = build_model(mcfg, data.vocab_size, data.num_classes, cfg.data.max_length)
+    model, lr = build_for_unit(cfg, model_name, data, seed)
     log.info("%s: %s parameters", desc, f"{count_parameters(model):,}")
-    fitted = fit(model, data, cfg.train, lr=mcfg.lr or cfg.train.lr, device=device, seed=seed, desc=desc)
+    fitted = fit(model, data, cfg.train, lr=lr, device=device, seed=seed, desc=desc)
     test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
     return fitted, test, count_parameters(model), model
 
 
-def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, sha: str) -> dict[str, Any]:
-    """Train one model with one seed, evaluate it on test once, save predictions and the record."""
+def save_predictions(folder: RunFolder, data, model_name: str, seed: int, probs) -> None:
+    """Every test example's label, prediction, length and class probabilities."""
     import numpy as np
     import pandas as pd
+
+    preds = pd.DataFrame({"row": data.test.rows, "label": data.test.labels, "pred": probs.argmax(1),
+                          "length": data.test.lengths})
+    for k in range(probs.shape[1]):
+        preds[f"prob_{k}"] = np.round(probs[:, k], 5)
+    atomic_write_csv(folder.predictions_path(data.dataset, model_name, seed), preds)
+
+
+def run_unit(cfg: Config, data, model_name: str, seed: int, device, folder: RunFolder, sha: str) -> UnitRecord:
+    """Train one model with one seed, evaluate it on test once, save predictions; return its record."""
     import torch
 
     from bench.train import TrainingDiverged
@@ -211,137 +219,198 @@ def run_unit(cfg: Config, data, model_name: str, seed: int, device, out: Path, s
     started = time.perf_counter()
     mcfg = cfg.model[model_name]
     desc = f"{data.dataset}/{model_name}/seed{seed}"
-    run = {"dataset": data.dataset, "model": model_name, "seed": seed, "status": "ok", "reason": "",
-           "device": str(device), "threads": torch.get_num_threads(), "config_hash": cfg.unit_hash(model_name),
-           "git_sha": sha}
+    run = RunRecord(dataset=data.dataset, model=model_name, seed=seed, device=str(device),
+                    threads=torch.get_num_threads(), config_hash=cfg.unit_hash(model_name), git_sha=sha)
+    record = UnitRecord(run=run, model_config=dataclasses.asdict(mcfg))
     try:
-        fitted, test, params, model = _fit_unit(cfg, data, model_name, seed, device, desc)
+        fitted, test, params, model = fit_unit(cfg, data, model_name, seed, device, desc)
     except TrainingDiverged as exc:
         log.warning("%s failed: %s", desc, exc)
-        run.update(status="failed", reason=str(exc))
-        return {"run": run, "epochs": [], "model_config": dataclasses.asdict(mcfg)}
+        run.status, run.reason = FAILED, str(exc)
+        return record
     except torch.cuda.OutOfMemoryError:
         raise BenchError(f"{desc}: CUDA out of memory; lower train.batch_size, train.eval_batch_size or "
                          "data.max_length in the config") from None
-    best = fitted.history[fitted.best_epoch - 1]
-    run.update(params=params, best_epoch=fitted.best_epoch, epochs_run=len(fitted.history),
-               best_val_acc=best["val_acc"], best_val_loss=best["val_loss"], test_acc=test.acc,
-               test_loss=test.loss, train_acc=best["train_acc"], train_eval_acc=best["train_eval_acc"],
-               gap_acc=best["gap_acc"], gap_loss=best["gap_loss"], train_seconds=fitted.train_seconds,
-               train_tokens_per_s=fitted.train_tokens / fitted.train_seconds)
+    best = fitted.best
+    run.params, run.best_epoch, run.epochs_run = params, fitted.best_epoch, len(fitted.history)
+    run.best_val_acc, run.best_val_loss, run.test_acc, run.test_loss = best.val_acc, best.val_loss, test.acc, test.loss
+    run.train_acc, run.train_eval_acc, run.gap_acc, run.gap_loss = (best.train_acc, best.train_eval_acc,
+                                                                    best.gap_acc, best.gap_loss)
+    run.train_seconds = fitted.train_seconds
+    run.train_tokens_per_s = fitted.train_tokens / fitted.train_seconds
     log.info("%s: test acc %.4f (best epoch %d)", desc, test.acc, fitted.best_epoch)
-    preds = pd.DataFrame({"row": data.test.rows, "label": data.test.labels, "pred": test.probs.argmax(1),
-                          "length": data.test.lengths})
-    for k in range(test.probs.shape[1]):
-        preds[f"prob_{k}"] = np.round(test.probs[:, k], 5)
-    results.atomic_write_csv(results.predictions_path(out, data.dataset, model_name, seed), preds)
+    save_predictions(folder, data, model_name, seed, test.probs)
     if mcfg.kind == "rnn" and mcfg.pooling == "attention":
         from bench.attention import collect
 
         collect(model, data.test, test.probs, data.tokenizer_json, device, cfg.train.eval_batch_size,
-                out / "attention" / f"{results.unit_key(data.dataset, model_name, seed)}.json")
-    run["wall_seconds"] = time.perf_counter() - started
-    epochs = [{"dataset": data.dataset, "model": model_name, "seed": seed, **row} for row in fitted.history]
-    return {"run": run, "epochs": epochs, "model_config": dataclasses.asdict(mcfg)}
+                folder.attention_path(data.dataset, model_name, seed))
+    run.wall_seconds = time.perf_counter() - started
+    record.epochs = fitted.history
+    return record
 
 
-def record_dataset(out: Path, data, max_length: int) -> None:
+def record_dataset(folder: RunFolder, data) -> None:
     """Add this dataset's sizes and source to <out>/datasets.json (read by the report)."""
-    path = out / "datasets.json"
-    info = json.loads(path.read_text()) if path.exists() else {}
+    info = folder.datasets_info()
     info[data.dataset] = {"train": len(data.train), "val": len(data.val), "test": len(data.test),
                           "vocab_size": data.vocab_size, "source": data.source,
-                          "truncated_fraction": float((data.test.lengths >= max_length).mean()),
+                          "truncated_fraction": float((data.test.lengths >= data.max_length).mean()),
                           "mean_test_tokens": float(data.test.lengths.mean())}
-    results.atomic_write_json(path, info)
+    atomic_write_json(folder.datasets_json, info)
 
 
-def execute(args: argparse.Namespace) -> int:
+# ----------------------------------------------------------------------------- the pipeline
+
+@dataclass
+class Plan:
+    """What one invocation will do: the resolved config, where results go, and how to tune."""
+    cfg: Config
+    folder: RunFolder
+    device: Any
+    data_dir: Path | None
+    cache_dir: Path | None
+    tune: bool            # tune here before the seed stage
+    skip_tune: bool       # seed stage with the best trials already in the storage
+    storage: str          # the Optuna storage URL (tuned runs)
+    search: Any = None    # the search space (tuned runs)
+    trials: int | None = None         # trials per study (None: the search file's)
+    tune_timeout: float | None = None  # seconds per study (None: the search file's)
+    sha: str = ""         # git SHA recorded with every unit
+
+    @property
+    def tuned(self) -> bool:
+        return self.tune or self.skip_tune
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Resolve the config, device and results folder; set threads and determinism."""
     cfg = resolve_config(args)
     from bench.train import resolve_device, set_deterministic
 
     device = resolve_device(args.device)
-    import torch
-
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    cli.set_threads(args.threads, cfg.train.threads)
     if args.deterministic:
         set_deterministic(device)
-    tuned = args.tune or args.skip_tune
     if args.tune and args.skip_tune:
         raise BenchError("--tune and --skip-tune exclude each other")
-    out = Path(args.out) if args.out else Path("results") / (cfg.budget + ("-tuned" if tuned else ""))
-    data_dir = Path(args.data_dir) if args.data_dir else None
+    tuned = args.tune or args.skip_tune
+    folder = RunFolder(args.out if args.out else default_run_dir(cfg.budget, tuned))
     search = None
     if tuned:
-        from bench import search_space, tune
+        from bench import search_space
 
         search = search_space.load_search(args.search)
-    prepare_out_dir(out, cfg, fresh=args.fresh)
-    if cfg.description:
-        log.info("budget '%s': %s", cfg.budget, cfg.description)
-    env = environment(device)
-    results.atomic_write_json(out / "environment.json", env)
-    log.info("device %s, torch %s, %d threads; results in %s", device, env["torch"], env["torch_threads"], out)
-    from bench.data import prepare
+    return Plan(cfg=cfg, folder=folder, device=device, data_dir=cli.data_dir(args), cache_dir=cli.cache_dir(args),
+                tune=args.tune, skip_tune=args.skip_tune, storage=args.storage or folder.sqlite_url(),
+                search=search, trials=args.trials, tune_timeout=args.tune_timeout)
 
-    started = time.perf_counter()
-    for dataset in cfg.datasets:
-        data = None
 
-        def load_data():
+def start_run(plan: Plan, fresh: bool) -> None:
+    """Check or create the results folder and record the environment."""
+    prepare_out_dir(plan.folder, plan.cfg, fresh=fresh)
+    if plan.cfg.description:
+        log.info("budget '%s': %s", plan.cfg.budget, plan.cfg.description)
+    env = environment(plan.device)
+    plan.sha = env["git_sha"]
+    atomic_write_json(plan.folder.environment_json, env)
+    log.info("device %s, torch %s, %d threads; results in %s", plan.device, env["torch"], env["torch_threads"],
+             plan.folder.path)
+
+
+def data_loader(plan: Plan, dataset: str) -> Callable[[], Any]:
+    """Prepare a dataset at most once, and only when a stage needs it."""
+    cached = []
+
+    def load_data():
+        if not cached:
+            from bench.data import prepare
+
             t0 = time.perf_counter()
-            d = prepare(dataset, cfg.data, data_dir, Path(args.cache_dir) if args.cache_dir else None)
+            d = prepare(dataset, plan.cfg.data, plan.data_dir, plan.cache_dir)
             log.info("%s: %d train / %d val / %d test texts, vocabulary %d (%s, %.1fs%s)", dataset, len(d.train),
                      len(d.val), len(d.test), d.vocab_size, d.source, time.perf_counter() - t0,
                      ", cache hit" if d.cache_hit else "")
-            record_dataset(out, d, cfg.data.max_length)
-            return d
+            record_dataset(plan.folder, d)
+            cached.append(d)
+        return cached[0]
 
-        model_cfgs = {name: cfg for name in cfg.models}
-        if tuned:
-            data = load_data()
-            for name in cfg.models:
-                if cfg.model[name].kind == "tfidf":
-                    continue  # the linear floor has nothing to tune
-                if args.tune:
-                    model_cfgs[name] = tune.tune_model(cfg, data, name, out, storage_url=args.storage,
-                                                       trials=args.trials, timeout=args.tune_timeout,
-                                                       device=device, search=search)
-                else:
-                    model_cfgs[name] = tune.best_config(args.storage or tune.sqlite_url(out), dataset, name, cfg,
-                                                        search=search)
-        todo = []
-        for seed in cfg.seeds:
-            for name in cfg.models:
-                done = results.load_unit(out, dataset, name, seed)
-                if done is None:
-                    todo.append((seed, name))
-                elif done["run"].get("config_hash") != model_cfgs[name].unit_hash(name):
-                    raise BenchError(f"{out}: {dataset}/{name}/seed{seed} was made with another configuration "
-                                     f"(hash {done['run'].get('config_hash')}, now {model_cfgs[name].unit_hash(name)});"
-                                     f" use another --out, or --fresh to move the old results aside")
-                else:
-                    log.info("%s/%s/seed%d: already finished, skipped", dataset, name, seed)
-        if not todo:
-            continue
-        data = data or load_data()
-        for seed, name in todo:
-            record = run_unit(model_cfgs[name], data, name, seed, device, out, env["git_sha"])
-            results.save_unit(out, record)
-            results.rebuild_tables(out)
-    results.rebuild_tables(out)
+    return load_data
+
+
+def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[str, Config]:
+    """Each model's config for the seed stage: the run's own, or its tuned best (tuned here with
+    Optuna, or read from the storage's finished studies with --skip-tune)."""
+    cfg = plan.cfg
+    model_cfgs = {name: cfg for name in cfg.models}
+    if not plan.tuned:
+        return model_cfgs
+    from bench import tune
+
+    data = load_data()
+    for name in cfg.models:
+        if cfg.model[name].kind == "tfidf":
+            continue  # the linear floor has nothing to tune
+        if plan.tune:
+            model_cfgs[name] = tune.tune_model(cfg, data, name, plan.folder, storage_url=plan.storage,
+                                               trials=plan.trials, timeout=plan.tune_timeout, device=plan.device,
+                                               search=plan.search)
+        else:
+            model_cfgs[name] = tune.best_config(plan.storage, dataset, name, cfg, search=plan.search)
+    return model_cfgs
+
+
+def units_to_run(plan: Plan, dataset: str, model_cfgs: dict[str, Config]) -> list[tuple[int, str]]:
+    """The (seed, model) units not finished yet; a finished unit made with another config is an error."""
+    todo = []
+    for seed in plan.cfg.seeds:
+        for name in plan.cfg.models:
+            done = plan.folder.load_unit(dataset, name, seed)
+            want = model_cfgs[name].unit_hash(name)
+            if done is None:
+                todo.append((seed, name))
+            elif done.run.config_hash != want:
+                raise BenchError(f"{plan.folder.path}: {dataset}/{name}/seed{seed} was made with another "
+                                 f"configuration (hash {done.run.config_hash}, now {want}); use another --out, "
+                                 "or --fresh to move the old results aside")
+            else:
+                log.info("%s/%s/seed%d: already finished, skipped", dataset, name, seed)
+    return todo
+
+
+def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_data: Callable[[], Any]) -> None:
+    """Run every unfinished unit; each finished unit is saved, then the tables are rebuilt."""
+    todo = units_to_run(plan, dataset, model_cfgs)
+    if not todo:
+        return
+    data = load_data()
+    for seed, name in todo:
+        record = run_unit(model_cfgs[name], data, name, seed, plan.device, plan.folder, plan.sha)
+        plan.folder.save_unit(record)
+        plan.folder.rebuild_tables()
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Plan → per dataset: tune stage → seed stage → report."""
+    plan = make_plan(args)
+    start_run(plan, args.fresh)
+    started = time.perf_counter()
+    for dataset in plan.cfg.datasets:
+        load_data = data_loader(plan, dataset)
+        model_cfgs = tune_stage(plan, dataset, load_data)
+        seed_stage(plan, dataset, model_cfgs, load_data)
+    plan.folder.rebuild_tables()
     log.info("all units finished in %.0fs", time.perf_counter() - started)
     from bench.report import write_report
 
     report = None if args.report.lower() == "none" else Path(args.report)
-    written = write_report(out, report)
+    written = write_report(plan.folder.path, report)
     log.info("report written: %s", ", ".join(str(p) for p in written))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, execute, argv, "finished units are saved; rerun the same command to resume")
+    return cli.cli_main(parse_args, execute, argv, "finished units are saved; rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
-"""Statistical comparison of models over paired seeds, from a run folder's files alone.
+"""Statistical comparison of models over paired seeds: numbers only, no file is read or written.
 
 Seed k gives every model the same split, data order and initialisation stream, so the per-seed
-results of two models are paired. Everything here reads runs.csv and predictions/*.csv.gz and
-returns plain tables, so each number can be recomputed with scipy / statsmodels by anyone.
-Randomised steps (bootstrap, ASO) use fixed seeds: the same inputs give the same outputs.
-No torch import: this runs on a laptop next to a results folder.
+results of two models are paired. Everything here takes the runs table and a predictions loader
+and returns plain tables, so each number can be recomputed with scipy / statsmodels by anyone;
+`bench.compare` does the reading and writing. Randomised steps (bootstrap, ASO) use fixed seeds:
+the same inputs give the same outputs. No torch import: this runs on a laptop next to a results folder.
 """
 from __future__ import annotations
 
-import functools
-import json
 import itertools
 import math
 import warnings
-from pathlib import Path
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -23,7 +21,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: 
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from bench.config import BenchError  # noqa: E402
-from bench.results import atomic_write_csv, predictions_path  # noqa: E402
+from bench.results import ok_runs  # noqa: E402
 from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
 
 ALPHA = 0.05
@@ -48,8 +46,24 @@ COMPARISON_COLUMNS = [
 ]
 SUMMARY_COLUMNS = ["dataset", "model", "metric", "n", "mean", "std", "median", "min", "max", "ci_low", "ci_high",
                    "ci_method"]
+LENGTH_BY_SEED_COLUMNS = ["dataset", "model", "seed", "bin", "length_lo", "length_hi", "n_examples", "acc"]
 LENGTH_COLUMNS = ["dataset", "model", "bin", "length_lo", "length_hi", "n_examples", "n_seeds", "mean_acc", "sd_acc",
                   "ci_low", "ci_high"]
+MCNEMAR_COLUMNS = ["dataset", "model_a", "model_b", "seed", "n_examples", "n_a_only", "n_b_only", "statistic", "p",
+                   "method", "acc_a", "acc_b"]
+
+# (dataset, model, seed) -> that unit's test predictions (row, label, pred, length, …) sorted by row,
+# or None when the unit left none
+Predictions = Callable[[str, str, int], pd.DataFrame | None]
+
+
+@dataclass
+class StatsTables:
+    """Everything `compare` measures over one run, one frame per CSV that `bench.compare` writes."""
+    comparisons: pd.DataFrame          # comparisons.csv: one row per pair × dataset × metric
+    model_summary: pd.DataFrame        # model_summary.csv: one row per dataset × model × metric
+    length_bins: pd.DataFrame          # length_bins.csv: mean over seeds per dataset × model × bin
+    length_bins_by_seed: pd.DataFrame  # length_bins_by_seed.csv: the per-seed values behind length_bins
 
 
 # ---------------------------------------------------------------- one sample
@@ -304,27 +318,12 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[s
             "acc_a": float(ca.mean()) if len(ca) else math.nan, "acc_b": float(cb.mean()) if len(cb) else math.nan}
 
 
-@functools.lru_cache(maxsize=64)
-def _read_predictions_file(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    """Cached by path, mtime and size: McNemar and the length bins read the same files several times."""
-    return pd.read_csv(path).sort_values("row", kind="stable").reset_index(drop=True)
-
-
-def read_predictions(run_dir: Path, dataset: str, model: str, seed: int) -> pd.DataFrame | None:
-    """One unit's test predictions sorted by row, or None when the file is missing."""
-    path = predictions_path(Path(run_dir), dataset, model, int(seed))
-    if not path.is_file():
-        return None
-    st = path.stat()
-    return _read_predictions_file(str(path.resolve()), st.st_mtime_ns, st.st_size).copy()
-
-
-def mcnemar_by_seed(run_dir: Path, dataset: str, model_a: str, model_b: str,
+def mcnemar_by_seed(predictions: Predictions, dataset: str, model_a: str, model_b: str,
                     seeds: Iterable[int]) -> pd.DataFrame:
     """McNemar per seed for the seeds where both models left predictions."""
     rows = []
     for seed in seeds:
-        pa, pb = (read_predictions(run_dir, dataset, m, seed) for m in (model_a, model_b))
+        pa, pb = (predictions(dataset, m, int(seed)) for m in (model_a, model_b))
         if pa is None or pb is None:
             continue
         both = pa[["row", "label", "pred"]].merge(pb[["row", "label", "pred"]], on="row", suffixes=("_a", "_b"))
@@ -332,8 +331,7 @@ def mcnemar_by_seed(run_dir: Path, dataset: str, model_a: str, model_b: str,
             raise BenchError(f"{dataset} seed {seed}: {model_a} and {model_b} predictions cover different test rows")
         res = mcnemar_test(both["pred_a"] == both["label_a"], both["pred_b"] == both["label_b"])
         rows.append({"dataset": dataset, "model_a": model_a, "model_b": model_b, "seed": int(seed), **res})
-    return pd.DataFrame(rows, columns=["dataset", "model_a", "model_b", "seed", "n_examples", "n_a_only", "n_b_only",
-                                       "statistic", "p", "method", "acc_a", "acc_b"])
+    return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
 
 def mcnemar_agreement(per_seed: pd.DataFrame, alpha: float = ALPHA) -> dict[str, int]:
@@ -362,37 +360,48 @@ def assign_length_bins(lengths: Sequence[float], edges: np.ndarray) -> np.ndarra
     return np.clip(idx, 0, len(edges) - 2)
 
 
-def accuracy_by_length(run_dir: Path, runs: pd.DataFrame, bins: int = LENGTH_BINS) -> pd.DataFrame:
+def _unit_predictions(predictions: Predictions, runs: pd.DataFrame) -> dict[tuple[str, int], pd.DataFrame]:
+    """The predictions of one dataset's finished units, by (model, seed); units without a file are left out."""
+    preds = {}
+    for dataset, model, seed in runs[["dataset", "model", "seed"]].itertuples(index=False):
+        frame = predictions(dataset, model, int(seed))
+        if frame is not None:
+            preds[(model, int(seed))] = frame
+    return preds
+
+
+def _bin_accuracy(frame: pd.DataFrame, edges: np.ndarray) -> list[dict[str, float | int]]:
+    """One unit's accuracy in each length bin (nan for an empty bin)."""
+    idx = assign_length_bins(frame["length"], edges)
+    correct = (frame["pred"] == frame["label"]).to_numpy()
+    rows = []
+    for b in range(len(edges) - 1):
+        mask = idx == b
+        rows.append({"bin": b, "length_lo": float(edges[b]), "length_hi": float(edges[b + 1]),
+                     "n_examples": int(mask.sum()), "acc": float(correct[mask].mean()) if mask.any() else math.nan})
+    return rows
+
+
+def accuracy_by_length(runs: pd.DataFrame, predictions: Predictions, bins: int = LENGTH_BINS) -> pd.DataFrame:
     """Per dataset × model × seed × length bin: accuracy on the test examples in that bin.
 
-    The edges are quantiles of the dataset's test lengths, shared by every model and seed.
+    The edges are quantiles of the dataset's test lengths, shared by every model and seed, so the
+    bins compare like with like.
     """
-    ok = runs[runs["status"] == "ok"]
+    ok = ok_runs(runs)
     rows = []
     for dataset in _datasets(ok):
         sub = ok[ok["dataset"] == dataset]
-        preds = {}
-        for model, seed in sub[["model", "seed"]].itertuples(index=False):
-            frame = read_predictions(run_dir, dataset, model, seed)
-            if frame is not None:
-                preds[(model, int(seed))] = frame
+        preds = _unit_predictions(predictions, sub)
         if not preds:
             continue
         lengths = pd.concat([f[["row", "length"]] for f in preds.values()]).drop_duplicates("row")["length"]
         edges = length_bin_edges(lengths, bins)
         for model in _models(sub):
             for seed in sorted(s for m, s in preds if m == model):
-                frame = preds[(model, seed)]
-                idx = assign_length_bins(frame["length"], edges)
-                correct = (frame["pred"] == frame["label"]).to_numpy()
-                for b in range(len(edges) - 1):
-                    mask = idx == b
-                    rows.append({"dataset": dataset, "model": model, "seed": seed, "bin": b,
-                                 "length_lo": float(edges[b]), "length_hi": float(edges[b + 1]),
-                                 "n_examples": int(mask.sum()),
-                                 "acc": float(correct[mask].mean()) if mask.any() else math.nan})
-    return pd.DataFrame(rows, columns=["dataset", "model", "seed", "bin", "length_lo", "length_hi", "n_examples",
-                                       "acc"])
+                rows += [{"dataset": dataset, "model": model, "seed": seed, **r}
+                         for r in _bin_accuracy(preds[(model, seed)], edges)]
+    return pd.DataFrame(rows, columns=LENGTH_BY_SEED_COLUMNS)
 
 
 def length_bin_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -418,7 +427,7 @@ def model_pairs(models: Sequence[str]) -> list[tuple[str, str]]:
 
 def model_summary(runs: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
     """Per dataset × model × metric over the seeds that finished (status ok)."""
-    ok = runs[runs["status"] == "ok"]
+    ok = ok_runs(runs)
     rows = []
     for dataset in _datasets(ok):
         sub = ok[ok["dataset"] == dataset]
@@ -431,7 +440,8 @@ def model_summary(runs: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -
 
 def paired_values(runs: pd.DataFrame, dataset: str, metric: str, model_a: str, model_b: str) -> pd.DataFrame:
     """Seed, value of A, value of B for the seeds where both finished, sorted by seed."""
-    ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
+    ok = ok_runs(runs)
+    ok = ok[ok["dataset"] == dataset]
     wide = ok.pivot_table(index="seed", columns="model", values=metric, aggfunc="first")
     if model_a not in wide or model_b not in wide:
         return pd.DataFrame(columns=["seed", "a", "b"])
@@ -440,24 +450,29 @@ def paired_values(runs: pd.DataFrame, dataset: str, metric: str, model_a: str, m
                          "b": both[model_b].to_numpy()})
 
 
-def comparisons(runs: pd.DataFrame, run_dir: Path | None = None,
+def _comparison_plan(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None,
+                     metrics: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """(dataset, metric, model_a, model_b) for every requested pair that both finished on a dataset."""
+    ok = ok_runs(runs)
+    plan = []
+    for dataset in _datasets(ok):
+        present = _models(ok[ok["dataset"] == dataset])
+        for model_a, model_b in (pairs if pairs is not None else model_pairs(present)):
+            if model_a in present and model_b in present:
+                plan += [(dataset, metric, model_a, model_b) for metric in metrics]
+    return plan
+
+
+def comparisons(runs: pd.DataFrame, predictions: Predictions | None = None,
                 pairs: Sequence[tuple[str, str]] | None = None,
                 metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
     """Paired comparisons of (model_a, model_b) per dataset and metric, Holm-adjusted over all rows.
 
-    `pairs` defaults to every model pair; pass [(variant, reference), …] for ablations. When
-    `run_dir` is given, McNemar per seed on the test predictions fills the mcnemar_* columns
-    of the test_acc rows. The ASO confidence is Bonferroni-adjusted over the same family.
+    `pairs` defaults to every model pair; pass [(variant, reference), …] for ablations. With a
+    `predictions` loader, McNemar per seed on the test predictions fills the mcnemar_* columns of
+    the test_acc rows. The ASO confidence is Bonferroni-adjusted over the same family.
     """
-    ok = runs[runs["status"] == "ok"]
-    plan = []
-    for dataset in _datasets(ok):
-        sub = ok[ok["dataset"] == dataset]
-        present = _models(sub)
-        for model_a, model_b in (pairs if pairs is not None else model_pairs(present)):
-            if model_a in present and model_b in present:
-                for metric in metrics:
-                    plan.append((dataset, metric, model_a, model_b))
+    plan = _comparison_plan(runs, pairs, metrics)
     rows = []
     for dataset, metric, model_a, model_b in plan:
         pv = paired_values(runs, dataset, metric, model_a, model_b)
@@ -466,8 +481,8 @@ def comparisons(runs: pd.DataFrame, run_dir: Path | None = None,
         row = {"dataset": dataset, "metric": metric, "model_a": model_a, "model_b": model_b,
                **paired_comparison(pv["a"], pv["b"], METRICS.get(metric, ("", True))[1], max(1, len(plan)))}
         row["aso_reading"] = aso_reading(row["aso_eps"], model_a, model_b)
-        if run_dir is not None and metric == "test_acc":
-            row.update(mcnemar_agreement(mcnemar_by_seed(run_dir, dataset, model_a, model_b, pv["seed"])))
+        if predictions is not None and metric == "test_acc":
+            row.update(mcnemar_agreement(mcnemar_by_seed(predictions, dataset, model_a, model_b, pv["seed"])))
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     frame["p_holm"] = holm(frame["p_primary"].to_numpy(dtype=float))
@@ -477,43 +492,17 @@ def comparisons(runs: pd.DataFrame, run_dir: Path | None = None,
     return frame
 
 
-def _read_runs(run_dir: Path) -> pd.DataFrame:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BenchError(f"{run_dir} is not a folder")
-    path = run_dir / "runs.csv"
-    if not path.is_file():
-        raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
-    try:
-        runs = pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise BenchError(f"{path} is unreadable: {exc}") from None
-    missing = [c for c in ("dataset", "model", "seed", "status", *METRICS) if c not in runs.columns]
-    if missing:
-        raise BenchError(f"{path} lacks column(s) {', '.join(missing)}")
-    if not (runs["status"] == "ok").any():
-        raise BenchError(f"{path} has no finished runs yet")
-    return runs
-
-
-def _reference_pairs(run_dir: Path, runs: pd.DataFrame) -> list[tuple[str, str]] | None:
-    """[(variant, reference), …] when the run's config names a reference model (an ablation), else None."""
-    path = Path(run_dir) / "config.json"
-    reference = json.loads(path.read_text()).get("reference") if path.exists() else None
+def reference_pairs(runs: pd.DataFrame, reference: str | None) -> list[tuple[str, str]] | None:
+    """[(variant, reference), …] when the run names a reference model (an ablation), else None (every pair)."""
     if not reference:
         return None
     return [(m, reference) for m in _models(runs) if m != reference]
 
 
-def compare(run_dir: Path) -> pd.DataFrame:
-    """Compute every statistic of the run and write comparisons.csv, model_summary.csv, length_bins.csv
-    (and length_bins_by_seed.csv, the per-seed values behind the bins) into the run folder."""
-    run_dir = Path(run_dir)
-    runs = _read_runs(run_dir)
-    table = comparisons(runs, run_dir, pairs=_reference_pairs(run_dir, runs))
-    per_seed = accuracy_by_length(run_dir, runs)
-    atomic_write_csv(run_dir / "comparisons.csv", table)
-    atomic_write_csv(run_dir / "model_summary.csv", model_summary(runs))
-    atomic_write_csv(run_dir / "length_bins.csv", length_bin_summary(per_seed))
-    atomic_write_csv(run_dir / "length_bins_by_seed.csv", per_seed)
-    return table
+def compare(runs: pd.DataFrame, predictions: Predictions, reference: str | None = None) -> StatsTables:
+    """Every statistic of one run: the paired comparisons (each variant against `reference` when
+    given, else every pair), the per-model summary, and accuracy by input length."""
+    table = comparisons(runs, predictions, pairs=reference_pairs(runs, reference))
+    per_seed = accuracy_by_length(runs, predictions)
+    return StatsTables(comparisons=table, model_summary=model_summary(runs), length_bins=length_bin_summary(per_seed),
+                       length_bins_by_seed=per_seed)

@@ -1,5 +1,6 @@
 """The statistics part of REPORT.md: per-seed, forest and length-bin plots, the tables, and the
-claim's verdict sentences, all drawn from `stats.compare`'s tables (numbers live in stats.py)."""
+claim's verdict sentences, all drawn from `stats.compare`'s tables (numbers live in stats.py,
+reading and writing them in compare.py); nothing here computes a statistic."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,17 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.results import DATASET_TITLES, dataset_title, relative_link, save_png  # noqa: E402
+from bench.results import DATASET_TITLES, RunFolder, ok_runs, relative_link, save_png  # noqa: E402
 from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
-from bench.stats import (ALPHA, BOOTSTRAP_SEED, METRICS, MCNEMAR_EXACT_BELOW, _read_runs, compare,  # noqa: E402
-                         seed_warning)
+from bench.stats import ALPHA, BOOTSTRAP_SEED, METRICS, MCNEMAR_EXACT_BELOW, seed_warning  # noqa: E402
 
 # ---------------------------------------------------------------- plots
 
 
 def plot_seed_distributions(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
     """One point per seed over a box, per model, for test accuracy and the overfitting gap."""
-    ok = runs[(runs["status"] == "ok") & (runs["dataset"] == dataset)]
+    ok = ok_runs(runs)
+    ok = ok[ok["dataset"] == dataset]
     models = _models(ok)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("test_acc", "gap_acc")):
@@ -179,52 +180,68 @@ def tests_claim(table: pd.DataFrame) -> bool:
     return not _claim_rows(table).empty
 
 
-def statistics_section(run_dir: Path, report_dir: Path, table: pd.DataFrame | None = None) -> str:
-    """The "Statistical comparison" markdown for REPORT.md; also writes the CSVs and the PNG plots.
-    `table` is this run's `compare` result when the caller already has it."""
-    run_dir = Path(run_dir)
-    if table is None:
-        table = compare(run_dir)
-    runs = _read_runs(run_dir)
-    summary = pd.read_csv(run_dir / "model_summary.csv")
-    lengths = pd.read_csv(run_dir / "length_bins.csv")
-    plots = run_dir / "plots"
-    out = ["## Statistical comparison", "",
-           "Seeds are paired (seed *k* gives every model the same split, data order and initialisation stream), "
-           "so models are compared on per-seed differences A − B. Per model: mean with a 95% CI of the mean "
-           f"(scipy BCa bootstrap, fixed seed {BOOTSTRAP_SEED}; a t-interval when n < 3 or the bootstrap "
-           "degenerates). Per pair: the mean difference with a 95% t-interval; the paired t-test and the Wilcoxon "
-           "signed-rank test (exact when possible), the primary one chosen by Shapiro–Wilk on the differences "
-           f"(t-test unless normality is rejected at {ALPHA:g}); Holm–Bonferroni adjustment over all "
-           f"{len(table)} comparisons of the run; Cohen's d_z and Cliff's δ; ε_min of Almost Stochastic Order "
-           "(Dror et al. 2019; ε < 0.5: A almost dominates B, < 0.2: strongly; Bonferroni-adjusted confidence, "
-           "lower gap counts as better); McNemar on the test predictions per seed (exact binomial when fewer "
-           f"than {MCNEMAR_EXACT_BELOW} discordant examples), counted as seeds significant at {ALPHA:g} for A / "
-           "for B. Every number is in comparisons.csv, model_summary.csv and length_bins.csv next to runs.csv.",
-           ""]
-    for dataset in _datasets(runs[runs["status"] == "ok"]):
-        title = dataset_title(run_dir, dataset)
-        t = table[table["dataset"] == dataset]
-        s = summary[summary["dataset"] == dataset]
-        out += [f"### {title}: statistics", "", _summary_table(s), ""]
-        if not t.empty:
-            out += [_pair_table(t), ""]
-            tested = t[t["n"] >= 2]
-            warning = seed_warning(int(tested["n"].min())) if len(tested) else None
-            if warning:
-                out += [f"> **Warning:** {warning}", ""]
-            if len(tested) < len(t):
-                out += ["> Rows with a single paired seed are listed but not tested (no p-value, outside the "
-                        "Holm family).", ""]
-        dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
-                              plots / f"{dataset}_length.png")
-        plot_seed_distributions(runs, dataset, dist, title)
-        out += [f"![{title} per-seed results]({relative_link(dist, report_dir)})", ""]
-        if not t.empty:
-            plot_forest(table, dataset, forest, title)
-            out += [f"![{title} paired differences]({relative_link(forest, report_dir)})", ""]
-        if (lengths["dataset"] == dataset).any():
-            plot_length_bins(lengths, dataset, bins, title)
-            out += [f"![{title} accuracy by input length]({relative_link(bins, report_dir)})", ""]
+def _method_paragraph(n_comparisons: int) -> str:
+    """What every number in the section is and how it was computed."""
+    return ("Seeds are paired (seed *k* gives every model the same split, data order and initialisation stream), "
+            "so models are compared on per-seed differences A − B. Per model: mean with a 95% CI of the mean "
+            f"(scipy BCa bootstrap, fixed seed {BOOTSTRAP_SEED}; a t-interval when n < 3 or the bootstrap "
+            "degenerates). Per pair: the mean difference with a 95% t-interval; the paired t-test and the Wilcoxon "
+            "signed-rank test (exact when possible), the primary one chosen by Shapiro–Wilk on the differences "
+            f"(t-test unless normality is rejected at {ALPHA:g}); Holm–Bonferroni adjustment over all "
+            f"{n_comparisons} comparisons of the run; Cohen's d_z and Cliff's δ; ε_min of Almost Stochastic Order "
+            "(Dror et al. 2019; ε < 0.5: A almost dominates B, < 0.2: strongly; Bonferroni-adjusted confidence, "
+            "lower gap counts as better); McNemar on the test predictions per seed (exact binomial when fewer "
+            f"than {MCNEMAR_EXACT_BELOW} discordant examples), counted as seeds significant at {ALPHA:g} for A / "
+            "for B. Every number is in comparisons.csv, model_summary.csv and length_bins.csv next to runs.csv.")
+
+
+def _dataset_tables(t: pd.DataFrame, s: pd.DataFrame) -> list[str]:
+    """One dataset's summary and pair tables, with the seed-count warnings that apply to them."""
+    out = [_summary_table(s), ""]
+    if t.empty:
+        return out
+    out += [_pair_table(t), ""]
+    tested = t[t["n"] >= 2]
+    warning = seed_warning(int(tested["n"].min())) if len(tested) else None
+    if warning:
+        out += [f"> **Warning:** {warning}", ""]
+    if len(tested) < len(t):
+        out += ["> Rows with a single paired seed are listed but not tested (no p-value, outside the "
+                "Holm family).", ""]
+    return out
+
+
+def _dataset_plots(runs: pd.DataFrame, table: pd.DataFrame, lengths: pd.DataFrame, dataset: str, title: str,
+                   plots: Path, report_dir: Path) -> list[str]:
+    """Draw one dataset's per-seed, forest and length-bin plots; their markdown image links."""
+    dist, forest, bins = (plots / f"{dataset}_seeds.png", plots / f"{dataset}_forest.png",
+                          plots / f"{dataset}_length.png")
+    plot_seed_distributions(runs, dataset, dist, title)
+    out = [f"![{title} per-seed results]({relative_link(dist, report_dir)})", ""]
+    if (table["dataset"] == dataset).any():
+        plot_forest(table, dataset, forest, title)
+        out += [f"![{title} paired differences]({relative_link(forest, report_dir)})", ""]
+    if (lengths["dataset"] == dataset).any():
+        plot_length_bins(lengths, dataset, bins, title)
+        out += [f"![{title} accuracy by input length]({relative_link(bins, report_dir)})", ""]
+    return out
+
+
+def statistics_section(run_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
+    """The "Statistical comparison" markdown for REPORT.md, and its PNG plots.
+
+    `table` is the run's comparisons (`compare.analyse(run_dir).comparisons`); model_summary.csv
+    and length_bins.csv must already be in the folder (`compare.write_tables`).
+    """
+    folder = RunFolder(run_dir)
+    runs = folder.read_runs(required=tuple(METRICS))
+    summary = pd.read_csv(folder.model_summary_csv)
+    lengths = pd.read_csv(folder.length_bins_csv)
+    out = ["## Statistical comparison", "", _method_paragraph(len(table)), ""]
+    for dataset in _datasets(ok_runs(runs)):
+        title = folder.dataset_title(dataset)
+        out += [f"### {title}: statistics", ""]
+        out += _dataset_tables(table[table["dataset"] == dataset], summary[summary["dataset"] == dataset])
+        out += _dataset_plots(runs, table, lengths, dataset, title, folder.plots, report_dir)
         out += [f"#### Verdict on {title} (from the statistics above)", "", *claim_lines(table, dataset), ""]
     return "\n".join(out)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bench.config import BenchError, TrainConfig
 from bench.data import EncodedData, Split, iterate_batches
+from bench.results import EpochRecord
 
 log = logging.getLogger("bench")
 
@@ -38,10 +38,15 @@ class EvalResult:
 
 @dataclass
 class FitResult:
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     train_seconds: float = 0.0
     train_tokens: int = 0
+
+    @property
+    def best(self) -> EpochRecord:
+        """The record of the epoch whose weights were restored."""
+        return self.history[self.best_epoch - 1]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,12 +63,6 @@ def resolve_device(name: str) -> torch.device:
     raise BenchError(f"unknown device '{name}' (choose cpu, cuda or auto)")
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def set_deterministic(device: torch.device) -> None:
     """Deterministic kernels (slower on CUDA); CPU kernels used here are deterministic already."""
     import os
@@ -74,7 +73,8 @@ def set_deterministic(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA where supported, else fp16; a no-op on CPU or with amp off."""
     if device.type != "cuda" or not amp:
         return nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -111,7 +111,7 @@ def evaluate(model: torch.nn.Module, split: Split, device: torch.device, batch_s
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for ids, lengths, labels, idx in iterate_batches(split, batch_size, shuffle=False):
         y = _to_device(labels, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(_to_device(ids, device), _to_device(lengths, device)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         p = torch.softmax(logits, dim=-1).cpu().numpy()
@@ -122,70 +122,96 @@ def evaluate(model: torch.nn.Module, split: Split, device: torch.device, batch_s
     return EvalResult(loss=float(loss_sum.item()) / len(split), acc=acc, probs=probs)
 
 
-def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
-        device: torch.device, seed: int, desc: str = "",
-        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
-    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
+@dataclass
+class _EpochTrainer:
+    """One model's optimiser, schedule and scaler, and one training pass over the data."""
+    model: torch.nn.Module
+    data: EncodedData
+    cfg: TrainConfig
+    device: torch.device
+    seed: int
+    desc: str
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
 
-    `on_epoch(epoch, row)` runs after each epoch's record (tuning reports and prunes there;
-    an exception it raises ends the fit).
-    """
-    model.to(device)
-    opt_kwargs = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    sched = _schedule(opt, cfg, steps_per_epoch * cfg.epochs)
-    use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    result = FitResult()
-    best_loss, best_state, since_best = math.inf, None, 0
-    for epoch in range(1, cfg.epochs + 1):
+    @classmethod
+    def create(cls, model, data, cfg: TrainConfig, lr: float, device, seed: int, desc: str) -> "_EpochTrainer":
+        opt_kwargs = {"fused": True} if device.type == "cuda" else {}
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
+        sched = _schedule(opt, cfg, math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs)
+        use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+        return cls(model, data, cfg, device, seed, desc, opt, sched, torch.amp.GradScaler("cuda", enabled=use_scaler))
+
+    def run_epoch(self, epoch: int) -> tuple[float, float, int, float]:
+        """One pass over the shuffled, length-bucketed training batches:
+        (mean train loss, train accuracy, real tokens seen, seconds)."""
+        model, cfg, device = self.model, self.cfg, self.device
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         tokens = 0
         start = time.perf_counter()
-        batches = iterate_batches(data.train, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch,
+        batches = iterate_batches(self.data.train, cfg.batch_size, shuffle=True, seed=self.seed, epoch=epoch,
                                   chunk=cfg.bucket_chunk)
-        for ids, lengths, labels, _ in tqdm(batches, total=steps_per_epoch, leave=False, disable=None,
-                                            desc=f"{desc} epoch {epoch}"):
+        for ids, lengths, labels, _ in tqdm(batches, total=math.ceil(len(self.data.train) / cfg.batch_size),
+                                            leave=False, disable=None, desc=f"{self.desc} epoch {epoch}"):
             y = _to_device(labels, device)
-            with _autocast(device, cfg.amp):
+            with autocast(device, cfg.amp):
                 logits = model(_to_device(ids, device), _to_device(lengths, device))
                 loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
-                scaler.unscale_(opt)
+                self.scaler.unscale_(self.opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            if sched is not None:
-                sched.step()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            if self.sched is not None:
+                self.sched.step()
             loss_sum += loss.detach().double() * len(labels)
             correct += (logits.detach().argmax(-1) == y).sum()
             tokens += int(lengths.sum())
-        train_loss = float(loss_sum.item()) / len(data.train)  # one sync per epoch
-        seconds = time.perf_counter() - start
+        n = len(self.data.train)
+        return float(loss_sum.item()) / n, int(correct.item()) / n, tokens, time.perf_counter() - start  # one sync
+
+
+def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
+        device: torch.device, seed: int, desc: str = "",
+        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> FitResult:
+    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
+
+    `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes there;
+    an exception it raises ends the fit).
+    """
+    model.to(device)
+    trainer = _EpochTrainer.create(model, data, cfg, lr, device, seed, desc)
+    result = FitResult()
+    best_loss, best_state, since_best = math.inf, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        # 1. train one epoch
+        train_loss, train_acc, tokens, seconds = trainer.run_epoch(epoch)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
+        # 2. measure: validation, and the eval-mode train subset for the overfitting gap
         val = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
         tr_eval = evaluate(model, data.train_eval, device, cfg.eval_batch_size, cfg.amp)
         result.train_seconds += seconds
         result.train_tokens += tokens
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": int(correct.item()) / len(data.train),
-               "train_eval_loss": tr_eval.loss, "train_eval_acc": tr_eval.acc,
-               "val_loss": val.loss, "val_acc": val.acc, "gap_acc": tr_eval.acc - val.acc,
-               "gap_loss": val.loss - tr_eval.loss, "lr": opt.param_groups[0]["lr"],
-               "epoch_seconds": seconds, "train_tokens_per_s": tokens / seconds}
-        result.history.append(row)
+        record = EpochRecord(epoch=epoch, train_loss=train_loss, train_acc=train_acc, train_eval_loss=tr_eval.loss,
+                             train_eval_acc=tr_eval.acc, val_loss=val.loss, val_acc=val.acc,
+                             gap_acc=tr_eval.acc - val.acc, gap_loss=val.loss - tr_eval.loss,
+                             lr=trainer.opt.param_groups[0]["lr"], epoch_seconds=seconds,
+                             train_tokens_per_s=tokens / seconds)
+        result.history.append(record)
         log.info("%s epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | gap %.4f | %.0fs, %.0f tok/s",
-                 desc, epoch, train_loss, row["train_acc"], val.loss, val.acc, row["gap_acc"],
-                 seconds, row["train_tokens_per_s"])
+                 desc, epoch, train_loss, train_acc, val.loss, val.acc, record.gap_acc,
+                 seconds, record.train_tokens_per_s)
         if not math.isfinite(val.loss):
             raise TrainingDiverged(f"validation loss became {val.loss} in epoch {epoch}")
         if on_epoch is not None:
-            on_epoch(epoch, row)
+            on_epoch(epoch, record)
+        # 3. early stopping on validation loss, keeping the best weights
         if val.loss < best_loss:
             best_loss, since_best, result.best_epoch = val.loss, 0, epoch
             best_state = copy.deepcopy(model.state_dict())

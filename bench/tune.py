@@ -35,7 +35,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchError, Config, OneLineParser, cli_main
+from bench import cli
+from bench.config import BenchError, Config
+from bench.results import RunFolder, atomic_write_csv, atomic_write_json, default_run_dir
 from bench.search_space import SearchSpace, TuneSettings, apply_params, load_search, suggest
 
 log = logging.getLogger("bench")
@@ -52,10 +54,6 @@ def _optuna():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
-
-
-def sqlite_url(run_dir: str | Path) -> str:
-    return f"sqlite:///{Path(run_dir).resolve() / 'optuna.db'}"
 
 
 def masked(url: str) -> str:
@@ -207,36 +205,40 @@ def count_finished(study) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- objective
 
-def tuning_data(data, train_subset: int, split_seed: int = 0):
-    """EncodedData whose train part is a stratified `train_subset`-row sample (0 = unchanged).
-
-    Validation and test are untouched; the eval-mode train subset is re-drawn from the sample."""
-    import numpy as np
-
-    n = len(data.train)
-    if not train_subset or train_subset >= n:
-        return data
-    from sklearn.model_selection import train_test_split
-
-    rows, _ = train_test_split(np.arange(n), train_size=train_subset, stratify=data.train.labels,
-                               random_state=split_seed)
-    train = data.train.subset(np.sort(rows))
-    rng = np.random.default_rng(split_seed)
-    ev = np.sort(rng.choice(len(train), size=min(len(data.train_eval), len(train)), replace=False))
-    return dataclasses.replace(data, train=train, train_eval=train.subset(ev))
-
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _budget_used_up(trial, n_trials: int) -> bool:
+    """Whether the study already had `n_trials` counted or running trials when this one started
+    (a race between workers); such a trial is marked surplus and ends at once."""
+    import optuna
+
+    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+    in_use = sum(is_counted(t) or t.state == optuna.trial.TrialState.RUNNING for t in earlier)
+    if in_use < n_trials:
+        return False
+    trial.set_user_attr("surplus", True)
+    trial.set_user_attr("reason", f"surplus: the study already had {n_trials} trials when it started")
+    return True
+
+
+def _prune(trial, reason: str):
+    """Record why, then prune (Optuna's way to end a trial early)."""
+    import optuna
+
+    trial.set_user_attr("reason", reason)
+    return optuna.TrialPruned(reason)
+
+
 def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, device, seed: int = 0,
                    n_trials: int | None = None):
-    """The Optuna objective: validation accuracy of the best (early-stopping) epoch."""
+    """The Optuna objective: suggest → build (over the parameter cap: pruned) → train with
+    per-epoch report/should_prune → the validation accuracy of the best (early-stopping) epoch."""
     import optuna
 
     import bench.train as train_mod
-    from bench.models import build_model, count_parameters
+    from bench.models import build_for_unit, count_parameters
 
     st = search.settings
     space = search.space(model_name)
@@ -246,44 +248,35 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("epochs_run", 0)
-        # a trial that starts when the budget is already used up (a race between workers) ends at once
-        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
-        in_use = sum(is_counted(t) or t.state == optuna.trial.TrialState.RUNNING for t in earlier)
-        if in_use >= n_trials:
-            trial.set_user_attr("surplus", True)
-            trial.set_user_attr("reason", f"surplus: the study already had {n_trials} trials when it started")
+        if _budget_used_up(trial, n_trials):
             return float("nan")
-        params = suggest(trial, space)
+        # 1. suggest
         try:
-            tcfg = apply_params(cfg, model_name, params)
+            tcfg = apply_params(cfg, model_name, suggest(trial, space))
         except BenchError as exc:
-            reason = f"invalid configuration: {exc}"
-            trial.set_user_attr("reason", reason)
-            raise optuna.TrialPruned(reason) from None
+            raise _prune(trial, f"invalid configuration: {exc}") from None
         tcfg.train.epochs = epochs
-        mcfg = tcfg.model[model_name]
-        train_mod.seed_everything(seed)
-        model = build_model(mcfg, data.vocab_size, data.num_classes, tcfg.data.max_length)
+        # 2. build; a model over the parameter cap is pruned before training
+        model, lr = build_for_unit(tcfg, model_name, data, seed)
         n_params = count_parameters(model)
         trial.set_user_attr("params_count", n_params)
         if n_params > st.param_cap:
-            reason = f"{n_params:,} parameters exceed the cap of {st.param_cap:,}"
-            trial.set_user_attr("reason", reason)
-            log.info("trial %d pruned before training: %s", trial.number, reason)
-            raise optuna.TrialPruned(reason)
+            exc = _prune(trial, f"{n_params:,} parameters exceed the cap of {st.param_cap:,}")
+            log.info("trial %d pruned before training: %s", trial.number, exc)
+            raise exc
 
-        def on_epoch(epoch: int, row: dict) -> None:
+        # 3. train, reporting validation accuracy after every epoch to the pruner
+        def on_epoch(epoch: int, record) -> None:
             trial.set_user_attr("epochs_run", epoch)
-            trial.report(row["val_acc"], epoch)
+            trial.report(record.val_acc, epoch)
             if trial.should_prune():
-                reason = f"pruned by the {st.pruner} pruner after epoch {epoch} (val acc {row['val_acc']:.4f})"
-                trial.set_user_attr("reason", reason)
-                raise optuna.TrialPruned(reason)
+                raise _prune(trial, f"pruned by the {st.pruner} pruner after epoch {epoch} "
+                                    f"(val acc {record.val_acc:.4f})")
 
         desc = f"{data.dataset}/{model_name}/trial{trial.number}"
         try:
-            fitted = train_mod.fit(model, data, tcfg.train, lr=mcfg.lr or tcfg.train.lr, device=device,
-                                   seed=seed, desc=desc, on_epoch=on_epoch)
+            fitted = train_mod.fit(model, data, tcfg.train, lr=lr, device=device, seed=seed, desc=desc,
+                                   on_epoch=on_epoch)
         except train_mod.TrainingDiverged as exc:
             trial.set_user_attr("reason", f"diverged: {exc}")
             log.warning("%s failed: %s", desc, exc)
@@ -293,7 +286,8 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
         except Exception as exc:  # a crash is recorded with its reason, then stops the worker
             trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:300])
             raise
-        value = fitted.history[fitted.best_epoch - 1]["val_acc"]
+        # 4. the objective: validation accuracy of the restored epoch
+        value = fitted.best.val_acc
         log.info("%s: val acc %.4f (%s parameters, %d epochs)", desc, value, f"{n_params:,}", len(fitted.history))
         return float(value)
 
@@ -384,9 +378,7 @@ def write_trials_csv(run_dir: Path, storage, study_names: list[str]) -> Path:
     """Replace these studies' rows in `<run_dir>/trials.csv`, keeping other studies' rows."""
     import pandas as pd
 
-    from bench.results import atomic_write_csv
-
-    path = Path(run_dir) / "trials.csv"
+    path = RunFolder(run_dir).trials_csv
     new = trials_frame(storage, study_names)
     if path.exists():
         try:
@@ -417,17 +409,10 @@ def importances(study) -> dict[str, float]:
     return {k: float(v) for k, v in imp.items()}
 
 
-def record_tuning(run_dir: Path, study, cfg: Config, data, model_name: str, search: SearchSpace,
-                  n_trials: int, storage_url: str, train_rows: int) -> None:
-    """Add this study's summary to `<run_dir>/tuning.json` (read by `tuning_section`)."""
-    from bench.results import atomic_write_json
-
+def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpace, n_trials: int,
+                   storage_url: str, train_rows: int) -> dict[str, Any]:
+    """One study's entry of tuning.json (read by `bench.tuning_report`): settings, best trial, importances."""
     st = search.settings
-    path = Path(run_dir) / "tuning.json"
-    try:
-        info = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
-        info = {}
     best = None
     try:
         b = study.best_trial
@@ -435,13 +420,22 @@ def record_tuning(run_dir: Path, study, cfg: Config, data, model_name: str, sear
                 "params_count": b.user_attrs.get("params_count")}
     except ValueError:
         pass
-    info[f"{data.dataset}/{model_name}"] = {
-        "study": study.study_name, "storage": masked(storage_url), "dataset": data.dataset, "model": model_name,
-        "trials_requested": n_trials, "pruner": st.pruner, "param_cap": st.param_cap,
-        "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
-        "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
-        "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,
-        "importances": importances(study)}
+    return {"study": study.study_name, "storage": masked(storage_url), "dataset": data.dataset, "model": model_name,
+            "trials_requested": n_trials, "pruner": st.pruner, "param_cap": st.param_cap,
+            "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
+            "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
+            "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,
+            "importances": importances(study)}
+
+
+def write_tuning_summary(run_dir: Path, key: str, summary: dict[str, Any]) -> None:
+    """Replace one study's entry of `<run_dir>/tuning.json`, keeping the others."""
+    path = RunFolder(run_dir).tuning_json
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        info = {}
+    info[key] = summary
     atomic_write_json(path, info)
 
 
@@ -459,17 +453,19 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
     parameters applied (the seed stage's config for this model). Resumes an existing study."""
     import torch
 
+    from bench.data import subsample_train
+
     search = search or load_search()
     st = search.settings
     n_trials = trials or st.trials
     timeout = st.timeout_s if timeout is None else timeout
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
-    url = storage_url or sqlite_url(run_dir)
+    url = storage_url or RunFolder(run_dir).sqlite_url()
     name = study_name(cfg, data.dataset, model_name, search)
     with opened_storage(url, st) as storage:
         study = open_study(storage, name, st, st.epochs or cfg.train.epochs, worker=worker)
-        tdata = tuning_data(data, st.train_subset, cfg.data.split_seed)
+        tdata = subsample_train(data, st.train_subset, cfg.data.split_seed)
         log.info("tuning %s/%s: study %s in %s, %d trials, %s pruner, cap %s parameters, %d train rows%s",
                  data.dataset, model_name, name, masked(url), n_trials, st.pruner, f"{st.param_cap:,}",
                  len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
@@ -478,7 +474,8 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
         run_dir.mkdir(parents=True, exist_ok=True)
         with summary_lock(run_dir):
             write_trials_csv(run_dir, storage, [name])
-            record_tuning(run_dir, study, cfg, data, model_name, search, n_trials, url, len(tdata.train))
+            write_tuning_summary(run_dir, f"{data.dataset}/{model_name}", tuning_summary(
+                study, cfg, data, model_name, search, n_trials, url, len(tdata.train)))
         return apply_params(cfg, model_name, best_params(study))
 
 
@@ -497,9 +494,9 @@ def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
 
 
 def parse_args(argv: list[str] | None):
-    p = OneLineParser(prog="python -m bench.tune",
-                       description="An Optuna tuning worker: runs trials of one (dataset, model) study in a "
-                                   "shared storage until it has the requested number of finished trials.")
+    p = cli.OneLineParser(prog="python -m bench.tune",
+                          description="An Optuna tuning worker: runs trials of one (dataset, model) study in a "
+                                      "shared storage until it has the requested number of finished trials.")
     p.add_argument("--storage", default=None,
                    help="storage URL (postgresql://user@host/db, sqlite:///path); default sqlite at <out>/optuna.db")
     p.add_argument("--dataset", required=True, help="imdb or ag_news")
@@ -507,15 +504,13 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--trials", type=int, default=None, help="finished trials the study should reach "
                    "(default: [settings] trials of the search file)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    p.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"),
-                   help="folder with <dataset>/train.parquet and test.parquet (default: $BENCH_DATA_DIR or the hub)")
-    p.add_argument("--cache-dir", default=None, help="encoded-data cache (default: $BENCH_CACHE_DIR or ~/.cache/bench)")
+    cli.add_data_options(p)
     p.add_argument("--config", default=None, help="a TOML config file (default: --budget)")
     p.add_argument("--budget", default="quick", help="named config under configs/ (default quick)")
     p.add_argument("--search", default=None, help="search space file (default configs/search.toml)")
     p.add_argument("--out", default=None, help="run folder for optuna.db (SQLite default), trials.csv and "
                    "tuning.json (default results/<budget>-tuned, as bench.run --tune)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    cli.add_compute_options(p, "cpu")
     p.add_argument("--worker", type=int, default=0,
                    help="this worker's index (give each concurrent worker its own): it varies the TPE sampler's "
                         "seed so workers do not sample the same start-up trials (default 0)")
@@ -539,16 +534,12 @@ def execute(args) -> int:
     search = load_search(args.search)
     search.space(args.model)
     device = resolve_device(args.device)
-    import torch
-
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    out = Path(args.out) if args.out else Path("results") / f"{cfg.budget}-tuned"  # where bench.run --tune writes
-    url = args.storage or sqlite_url(out)
+    cli.set_threads(args.threads, cfg.train.threads)
+    out = Path(args.out) if args.out else default_run_dir(cfg.budget, tuned=True)  # where bench.run --tune writes
+    url = args.storage or RunFolder(out).sqlite_url()
     with opened_storage(url, search.settings):
         pass  # fail fast (one line) on a bad storage before loading data
-    data = prepare(args.dataset, cfg.data, Path(args.data_dir) if args.data_dir else None,
-                   Path(args.cache_dir) if args.cache_dir else None)
+    data = prepare(args.dataset, cfg.data, cli.data_dir(args), cli.cache_dir(args))
     tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,
                        device=device, search=search, worker=args.worker)
     m = dataclasses.asdict(tuned.model[args.model])
@@ -558,7 +549,8 @@ def execute(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, execute, argv, "finished trials are in the storage; rerun the same command to resume")
+    return cli.cli_main(parse_args, execute, argv,
+                        "finished trials are in the storage; rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.results import relative_link, save_png
+from bench.results import RunFolder, relative_link, save_png
 
 CURVE_POINTS = (1, 2, 3, 5, 8, 12, 20, 30)
 
@@ -73,64 +73,75 @@ def expected_max_table(frame) -> list[str]:
     return out
 
 
+def _study_lines(s: dict[str, Any], f) -> list[str]:
+    """The study's bullet points: trial counts by outcome, workers and time, cap, pruner and data."""
+    counts = f["state"].value_counts()
+    reasons = f["reason"].fillna("")
+    capped = int(reasons.str.contains("exceed the cap").sum())
+    stale = int(((f["state"] == "FAIL") & reasons.str.startswith("worker stopped")).sum())
+    surplus = int(reasons.str.startswith("surplus").sum())
+    failed = int(counts.get("FAIL", 0)) - stale - surplus
+    subset = (f"a stratified subset of **{s['train_rows']:,} of the {s['train_rows_full']:,}** training texts"
+              if s["train_rows"] < s["train_rows_full"] else f"all {s['train_rows_full']:,} training texts")
+    workers = f["worker"].dropna().nunique()
+    hours = f["duration_s"].sum() / 3600
+    counted = int(counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)) + failed
+    short = (f" (the study stopped at its time budget after {counted})"
+             if counted < s["trials_requested"] else "")
+    return [f"### {s['dataset']} / {s['model']}", "",
+            f"- Study `{s['study']}`: {s['trials_requested']} trials requested{short}; "
+            f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
+            f"({capped} over the parameter cap before training), {failed} failed"
+            + (f", {stale} lost to a stopped worker and retried" if stale else "")
+            + f"; {workers} worker process{'es' if workers != 1 else ''}, {hours:.2f} h of trial time.",
+            f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
+            f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
+            f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
+
+
+def _best_lines(s: dict[str, Any]) -> list[str]:
+    """The best trial's value and parameters beside the range each was searched in."""
+    best = s.get("best")
+    if not best:
+        return ["No trial completed.", ""]
+    out = [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
+           + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
+           "| parameter | best value | searched |", "|---|---|---|"]
+    for p, v in sorted(best["params"].items()):
+        spec = s["search_space"].get(p, {})
+        searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
+                    f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
+        out.append(f"| {p} | {_fmt(v)} | {searched} |")
+    out.append("")
+    return out
+
+
+def _importance_lines(s: dict[str, Any]) -> list[str]:
+    if not s.get("importances"):
+        return []
+    out = ["Hyper-parameter importances (fANOVA, seed 0):", "", "| parameter | importance |", "|---|---|"]
+    out += [f"| {p} | {v:.3f} |" for p, v in sorted(s["importances"].items(), key=lambda kv: (-kv[1], kv[0]))]
+    return out + [""]
+
+
 def tuning_section(run_dir: Path, report_dir: Path) -> str:
     """Markdown for REPORT.md from `<run_dir>/tuning.json` and `trials.csv` ('' when not tuned)."""
     import pandas as pd
 
-    run_dir, report_dir = Path(run_dir), Path(report_dir)
-    info_path, csv_path = run_dir / "tuning.json", run_dir / "trials.csv"
-    if not info_path.is_file() or not csv_path.is_file():
+    folder, report_dir = RunFolder(run_dir), Path(report_dir)
+    if not folder.tuning_json.is_file() or not folder.trials_csv.is_file():
         return ""
-    info = json.loads(info_path.read_text())
-    frame = pd.read_csv(csv_path, dtype={"params": str, "reason": str, "worker": str})
+    info = json.loads(folder.tuning_json.read_text())
+    frame = pd.read_csv(folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
     out = ["## Hyper-parameter tuning", "",
            "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
            "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
     for key in sorted(info):
         s = info[key]
         f = frame[frame["study"] == s["study"]]
-        counts = f["state"].value_counts()
-        capped = int(f["reason"].fillna("").str.contains("exceed the cap").sum())
-        stale = int(((f["state"] == "FAIL") & f["reason"].fillna("").str.startswith("worker stopped")).sum())
-        surplus = int(f["reason"].fillna("").str.startswith("surplus").sum())
-        failed = int(counts.get("FAIL", 0)) - stale - surplus
-        subset = (f"a stratified subset of **{s['train_rows']:,} of the {s['train_rows_full']:,}** training texts"
-                  if s["train_rows"] < s["train_rows_full"] else f"all {s['train_rows_full']:,} training texts")
-        workers = f["worker"].dropna().nunique()
-        hours = f["duration_s"].sum() / 3600
-        counted = int(counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)) + failed
-        short = (f" (the study stopped at its time budget after {counted})"
-                 if counted < s["trials_requested"] else "")
-        out += [f"### {s['dataset']} / {s['model']}", "",
-                f"- Study `{s['study']}`: {s['trials_requested']} trials requested{short}; "
-                f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
-                f"({capped} over the parameter cap before training), {failed} failed"
-                + (f", {stale} lost to a stopped worker and retried" if stale else "")
-                + f"; {workers} worker process{'es' if workers != 1 else ''}, {hours:.2f} h of trial time.",
-                f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
-                f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
-                f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
-        best = s.get("best")
-        if best:
-            out += [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
-                    + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
-                    "| parameter | best value | searched |", "|---|---|---|"]
-            for p, v in sorted(best["params"].items()):
-                spec = s["search_space"].get(p, {})
-                searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
-                            f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
-                out.append(f"| {p} | {_fmt(v)} | {searched} |")
-            out.append("")
-        else:
-            out += ["No trial completed.", ""]
-        if s.get("importances"):
-            out += ["Hyper-parameter importances (fANOVA, seed 0):", "", "| parameter | importance |", "|---|---|"]
-            out += [f"| {p} | {v:.3f} |" for p, v in sorted(s["importances"].items(), key=lambda kv: (-kv[1], kv[0]))]
-            out.append("")
-        out += expected_max_table(f)
+        out += _study_lines(s, f) + _best_lines(s) + _importance_lines(s) + expected_max_table(f)
         if not f.empty:
-            png = run_dir / "plots" / f"tuning_{s['dataset']}_{s['model']}.png"
+            png = folder.plots / f"tuning_{s['dataset']}_{s['model']}.png"
             plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")
-            rel = relative_link(png, report_dir)
-            out += [f"![{s['dataset']} {s['model']} optimisation history]({rel})", ""]
+            out += [f"![{s['dataset']} {s['model']} optimisation history]({relative_link(png, report_dir)})", ""]
     return "\n".join(out)

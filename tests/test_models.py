@@ -71,6 +71,41 @@ def test_rnn_last_pooling_reads_the_real_last_token():
     ids, lengths = _batch(vocab=30)
     with torch.no_grad():
         h, _ = model.layers[0][0](model.embed(ids))
-        pooled = model.pool(h, lengths, padding_mask(lengths, ids.size(1)))
+        pooled, weights = model.pool(h, lengths, padding_mask(lengths, ids.size(1)))
+    assert weights is None  # only attention pooling has weights
     for i, n in enumerate(lengths.tolist()):
         torch.testing.assert_close(pooled[i], h[i, n - 1])
+
+
+def test_attention_weights_are_returned_by_the_forward_pass():
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=8, hidden_dim=6, pooling="attention", dropout=0.0)
+    model = RNNClassifier(30, 2, cfg).eval()
+    ids, lengths = _batch(vocab=30)
+    with torch.no_grad():
+        logits, weights = model(ids, lengths, return_attention=True)
+        torch.testing.assert_close(logits, model(ids, lengths))
+    mask = padding_mask(lengths, ids.size(1))
+    assert weights.shape == ids.shape and torch.all(weights[~mask] == 0)
+    torch.testing.assert_close(weights.sum(1), torch.ones(len(lengths)))
+    last = RNNClassifier(30, 2, ModelConfig(embed_dim=8, hidden_dim=6, pooling="last"))
+    with pytest.raises(ValueError, match="no attention weights"):
+        last(ids, lengths, return_attention=True)
+
+
+def test_build_for_unit_seeds_and_picks_the_models_own_learning_rate():
+    from bench.data import EncodedData
+    from bench.models import build_for_unit
+
+    cfg = config.load(config.budget_path("quick"))
+    cfg.model["attn_rnn"].lr = 3e-3
+    data = EncodedData(dataset="x", num_classes=2, vocab_size=50, max_length=16, train=None, val=None, test=None,
+                       train_eval=None, tokenizer_json="", cache_hit=True, source="x")
+    a, lr_a = build_for_unit(cfg, "attn_rnn", data, seed=1)
+    b, _ = build_for_unit(cfg, "attn_rnn", data, seed=1)
+    _, lr_rnn = build_for_unit(cfg, "rnn", data, seed=1)
+    assert lr_a == 3e-3 and lr_rnn == cfg.train.lr
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb)  # same seed, same initialisation
+    t, _ = build_for_unit(cfg, "transformer", data, seed=1)
+    assert t.pos.num_embeddings == 16 + 1  # the position table is sized by the data's own max length

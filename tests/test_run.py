@@ -22,12 +22,12 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     proc = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,attn_rnn", "--epochs", "1"))
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
-    runs, epochs = results.read_tables(out)
+    runs, epochs = results.RunFolder(out).read_tables()
     assert len(runs) == 4 and set(runs["model"]) == {"rnn", "attn_rnn"} and set(runs["seed"]) == {0, 1}
     assert (runs["status"] == "ok").all() and runs["test_acc"].between(0, 1).all()
     assert len(epochs) == 4 and not epochs[results.EPOCH_COLUMNS].isna().any().any()
     assert (runs["params"] > 0).all()
-    preds = pd.read_csv(results.predictions_path(out, "imdb", "attn_rnn", 0))
+    preds = pd.read_csv(results.RunFolder(out).predictions_path("imdb", "attn_rnn", 0))
     assert len(preds) == 400 and {"row", "label", "pred", "prob_0", "prob_1"} <= set(preds.columns)
     assert (preds["pred"] == preds[["prob_0", "prob_1"]].to_numpy().argmax(1)).all()
     env = json.loads((out / "environment.json").read_text())
@@ -50,7 +50,7 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already finished, skipped") == 4
     assert "cache hit" in again.stderr
-    runs2, _ = results.read_tables(out)
+    runs2, _ = results.RunFolder(out).read_tables()
     assert len(runs2) == 8
     pd.testing.assert_frame_equal(runs2[runs2["model"].isin(["rnn", "attn_rnn"])].reset_index(drop=True),
                                   runs.reset_index(drop=True))
@@ -94,7 +94,7 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tiny_config, keywo
                      "--epochs", "2", "--report", "none")
         proc = run_cli(*args)
         assert proc.returncode == 0, proc.stderr
-        runs, epochs = results.read_tables(tmp_path / name / "out")
+        runs, epochs = results.RunFolder(tmp_path / name / "out").read_tables()
         tables.append((runs.drop(columns=[c for c in timing if c in runs]),
                        epochs.drop(columns=[c for c in timing if c in epochs])))
     pd.testing.assert_frame_equal(tables[0][0], tables[1][0])
@@ -180,7 +180,7 @@ def test_kill_9_mid_run_then_rerun_gives_every_row_exactly_once(tmp_path, tiny_c
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stderr.count("already finished, skipped") == len(finished_before)
-    runs, epochs = results.read_tables(tmp_path / "out")
+    runs, epochs = results.RunFolder(tmp_path / "out").read_tables()
     assert len(runs) == 6 and not runs.duplicated(["dataset", "model", "seed"]).any()
     assert len(epochs) == runs["epochs_run"].sum()
     assert not epochs.duplicated(["dataset", "model", "seed", "epoch"]).any()
@@ -198,7 +198,7 @@ def test_fresh_moves_old_results_aside(tmp_path, tiny_config, keyword_dir):
                           "--report", "none", "--fresh"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.old1" / "runs.csv").read_text() == "old"
-    assert len(results.read_tables(out)[0]) == 1
+    assert len(results.RunFolder(out).read_tables()[0]) == 1
 
 
 def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_config, keyword_dir):
@@ -213,7 +213,7 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     out = tmp_path / "out"
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and set(trials["model"]) == {"rnn"}
-    runs, _ = results.read_tables(out)
+    runs, _ = results.RunFolder(out).read_tables()
     assert set(runs["model"]) == {"rnn", "tfidf"}
     assert "## Hyper-parameter tuning" in (tmp_path / "REPORT.md").read_text()
     # a tuned folder reported beside an untuned one (here itself): paired tuned − untuned per tuned model

@@ -1,8 +1,15 @@
-"""The speed benchmark end to end on tiny synthetic data: it runs and writes its files (no timing asserts)."""
-import pandas as pd
+"""The speed benchmark end to end on tiny synthetic data: it runs and writes its files (no timing asserts);
+its report section renders from the CSV alone, without torch."""
+import subprocess
+import sys
 
-from bench import speed
-from conftest import keyword_texts, run_cli, write_dataset
+import pandas as pd
+import pytest
+
+from bench import speed, speed_report
+from bench.config import BenchError
+from bench.results import SPEED_COLUMNS
+from conftest import REPO, cli_env, keyword_texts, run_cli, write_dataset
 
 SPEED_CONFIG = """
 budget = "tiny"
@@ -50,7 +57,7 @@ def test_speed_benchmark_writes_csv_and_section(tmp_path):
                    "--repeats", "2", "--matmul-size", "256", "--out", str(out), module="bench.speed", timeout=120)
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_csv(out)
-    assert list(frame.columns) == speed.COLUMNS
+    assert list(frame.columns) == SPEED_COLUMNS
     assert set(frame["model"]) == {"all", "rnn", "attn_rnn", "transformer"}
     assert (frame["device"] == "cpu").all() and (frame["max_length"] == 40).all()
     assert (frame["examples"] == 48).all()
@@ -70,14 +77,14 @@ def test_speed_benchmark_writes_csv_and_section(tmp_path):
 
     report_dir, plots = tmp_path / "report", tmp_path / "results" / "plots"
     report_dir.mkdir()
-    text = speed.speed_section(out, report_dir, plots)
+    text = speed_report.speed_section(out, report_dir, plots)
     assert text.startswith("## Speed") and "| transformer | **ratio** |" in text
     assert "of peak" in text and "cache hit" in text and ("met" in text or "missed" in text)
     assert "indicative only" in text  # max length 40 is not the targets' 400
     assert "](../results/plots/speed.png)" in text
     assert (plots / "speed.png").stat().st_size > 1000
     first = (plots / "speed.png").read_bytes()
-    assert speed.speed_section(out, report_dir, plots) == text  # deterministic given the CSV
+    assert speed_report.speed_section(out, report_dir, plots) == text  # deterministic given the CSV
     assert (plots / "speed.png").read_bytes() == first
 
 
@@ -90,3 +97,47 @@ def test_cuda_request_without_cuda_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--max-length", "-1", "--max-length must be >= 0"),
+    ("--batches", "0", "--batches must be at least 1"),
+    ("--repeats", "0", "--repeats must be at least 1"),
+    ("--matmul-size", "0", "--matmul-size must be at least 1"),
+])
+def test_bad_option_is_one_line_error_before_any_work(tmp_path, capsys, option, value, message):
+    # --device cuda would fail later (without CUDA) with another message: the option check comes first
+    argv = ["--device", "cuda", "--config", str(tmp_path / "missing.toml"), option, value,
+            "--out", str(tmp_path / "s.csv")]
+    assert speed.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_out_that_is_a_folder_is_one_line_error(tmp_path, capsys):
+    assert speed.main(["--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_negative_threads_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        speed.parse_args(["--threads", "-1"])
+    assert exit_info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_speed_section_rejects_a_csv_without_the_speed_columns(tmp_path):
+    bad = tmp_path / "speed.csv"
+    pd.DataFrame({"model": ["rnn"], "metric": ["x"]}).to_csv(bad, index=False)
+    with pytest.raises(BenchError, match="lacks columns"):
+        speed_report.speed_section(bad, tmp_path, tmp_path / "plots")
+
+
+def test_rendering_does_not_import_torch():
+    code = ("import sys, bench.speed_report; assert 'torch' not in sys.modules; "
+            "assert 'bench.speed' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=cli_env(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

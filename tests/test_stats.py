@@ -1,5 +1,6 @@
 """bench.stats against reference values: scipy on fixed arrays, textbook McNemar, hand-computed
-effect sizes and Holm, deepsig 1.2.8's ASO, and one end-to-end run folder."""
+effect sizes and Holm, deepsig 1.2.8's ASO, and one end-to-end run folder (bench.compare reads
+and writes it, bench.stats only measures)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats, stats_report
+from bench import compare, stats, stats_report
 from bench.compare import main as compare_main
-from bench.results import RUN_COLUMNS, atomic_write_csv, predictions_path
+from bench.results import RUN_COLUMNS, RunFolder, atomic_write_csv
 
 A = np.array([0.861, 0.874, 0.869, 0.880, 0.858, 0.871, 0.866])
 B = np.array([0.850, 0.866, 0.870, 0.861, 0.852, 0.8605, 0.859])
@@ -149,8 +150,12 @@ MODEL_SKILL = {"rnn": 0.70, "attn_rnn": 0.80, "transformer": 0.78}
 SEEDS = [0, 1, 2, 3, 4]
 
 
-def make_run(run_dir: Path, n_test: int = 300) -> pd.DataFrame:
-    """A tiny run folder in the real layout; accuracy falls with length for rnn only."""
+def make_run(run_dir: Path, n_test: int = 300) -> tuple[pd.DataFrame, dict[tuple[str, str, int], pd.DataFrame]]:
+    """A tiny run folder in the real layout (no config.json: no reference model), and the runs table
+    and predictions it holds; accuracy falls with length for rnn only. Metrics are rounded to 6
+    decimals so that runs.csv stores them exactly."""
+    folder = RunFolder(run_dir)
+    predictions = {}
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, n_test)
     lengths = rng.integers(5, 200, n_test)
@@ -164,29 +169,33 @@ def make_run(run_dir: Path, n_test: int = 300) -> pd.DataFrame:
             prob1 = np.round(np.where(pred == 1, 0.8, 0.2), 5)
             frame = pd.DataFrame({"row": np.arange(n_test), "label": labels, "pred": pred, "length": lengths,
                                   "prob_0": np.round(1 - prob1, 5), "prob_1": prob1})
-            atomic_write_csv(predictions_path(run_dir, "imdb", model, seed), frame)
-            test_acc = float(right.mean())
-            gap = {"rnn": 0.08, "attn_rnn": 0.05, "transformer": 0.06}[model] + r.normal(0, 0.01)
-            val = skill + r.normal(0, 0.01)
+            atomic_write_csv(folder.predictions_path("imdb", model, seed), frame)
+            predictions[("imdb", model, seed)] = frame
+            test_acc = round(float(right.mean()), 6)
+            gap = round({"rnn": 0.08, "attn_rnn": 0.05, "transformer": 0.06}[model] + r.normal(0, 0.01), 6)
+            val = round(skill + r.normal(0, 0.01), 6)
             rows.append({"dataset": "imdb", "model": model, "seed": seed, "status": "ok", "reason": "",
                          "params": 1000, "best_epoch": 2, "epochs_run": 3, "best_val_acc": val,
-                         "best_val_loss": 0.4, "test_acc": test_acc, "test_loss": 0.4, "train_acc": val + gap,
-                         "train_eval_acc": val + gap, "gap_acc": gap, "gap_loss": 0.1, "train_seconds": 1.0,
+                         "best_val_loss": 0.4, "test_acc": test_acc, "test_loss": 0.4, "train_acc": round(val + gap, 6),
+                         "train_eval_acc": round(val + gap, 6), "gap_acc": gap, "gap_loss": 0.1, "train_seconds": 1.0,
                          "wall_seconds": 1.2, "train_tokens_per_s": 1e4, "device": "cpu", "config_hash": "x",
                          "git_sha": "y"})
     rows.append({**rows[0], "model": "transformer", "seed": 9, "status": "failed", "reason": "diverged",
                  "test_acc": float("nan")})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    atomic_write_csv(run_dir / "runs.csv", runs)
-    (run_dir / "config.json").write_text(json.dumps({"budget": "tiny", "seeds": SEEDS}))
-    (run_dir / "environment.json").write_text(json.dumps({"device": "cpu"}))
-    (run_dir / "datasets.json").write_text(json.dumps({"imdb": {"train": 10, "val": 2, "test": n_test}}))
-    return runs
+    atomic_write_csv(folder.runs_csv, runs)
+    folder.environment_json.write_text(json.dumps({"device": "cpu"}))
+    folder.datasets_json.write_text(json.dumps({"imdb": {"train": 10, "val": 2, "test": n_test}}))
+    return runs, predictions
+
+
+def folder_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_compare_and_section_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "results" / "tiny"
-    runs = make_run(run_dir)
+    runs, _ = make_run(run_dir)
     assert compare_main([str(run_dir)]) == 0  # the CLI: computes, writes the CSVs, prints the table
     out = capsys.readouterr().out
     assert "attn_rnn - rnn" in out and "warning:" in out
@@ -219,7 +228,8 @@ def test_compare_and_section_end_to_end(tmp_path, capsys):
     assert bins["bin"].nunique() == 4 and (bins["n_seeds"] == 5).all()
     assert (bins.groupby("model")["n_examples"].sum() == 300).all()  # same edges, every example in one bin
 
-    md = stats_report.statistics_section(run_dir, tmp_path)
+    tables = compare.analyse(run_dir)
+    md = stats_report.statistics_section(run_dir, tmp_path, tables.comparisons)
     assert md.startswith("## Statistical comparison")
     assert "| model | metric | seeds |" in md and "| A − B | metric | n |" in md
     assert "cannot go below p = 0.0625" in md and "at least 6 seeds" in md
@@ -228,7 +238,7 @@ def test_compare_and_section_end_to_end(tmp_path, capsys):
     for png in ("imdb_seeds.png", "imdb_forest.png", "imdb_length.png"):
         pngs[png] = (run_dir / "plots" / png).read_bytes()
         assert f"](results/tiny/plots/{png})" in md
-    assert stats_report.statistics_section(run_dir, tmp_path) == md  # deterministic, plots included
+    assert stats_report.statistics_section(run_dir, tmp_path, tables.comparisons) == md  # deterministic, plots too
     assert all((run_dir / "plots" / png).read_bytes() == data for png, data in pngs.items())
 
 
@@ -236,10 +246,12 @@ def test_a_model_with_one_seed_is_listed_but_not_tested(tmp_path):
     """One pair has no test (its Wilcoxon p would be 1 whatever the data): no p-value, outside
     the Holm family, so it neither dilutes the other comparisons nor triggers the seed warning."""
     run_dir = tmp_path / "results" / "tiny"
-    runs = make_run(run_dir)
+    runs, _ = make_run(run_dir)
     runs = runs[(runs["model"] != "transformer") | (runs["seed"] == SEEDS[0])]
     atomic_write_csv(run_dir / "runs.csv", runs)
-    table = stats.compare(run_dir)
+    tables = compare.analyse(run_dir)
+    compare.write_tables(run_dir, tables)
+    table = tables.comparisons
     single = table[table["model_a"] == "transformer"]
     assert len(single) == 2 * 3 and (single["n"] == 1).all()
     assert single["p_primary"].isna().all() and single["p_holm"].isna().all()
@@ -256,3 +268,36 @@ def test_compare_cli_bad_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert compare_main([str(tmp_path)]) == 2
+
+
+def test_stats_measure_in_memory_as_compare_reads_the_folder(tmp_path):
+    """stats.compare needs no files: an in-memory runs table and a loader give the numbers that
+    compare.analyse reads from the folder, and analyse leaves the folder as it was."""
+    run_dir = tmp_path / "results" / "tiny"
+    runs, predictions = make_run(run_dir)
+    before = folder_files(tmp_path)
+    from_folder = compare.analyse(run_dir)
+    assert folder_files(tmp_path) == before  # measuring writes nothing
+
+    loads = []
+
+    def loader(dataset: str, model: str, seed: int) -> pd.DataFrame | None:
+        loads.append((dataset, model, seed))
+        return predictions.get((dataset, model, seed))
+
+    in_memory = stats.compare(runs, loader)
+    assert loads and all(isinstance(seed, int) for _, _, seed in loads)
+    assert ("imdb", "transformer", 9) not in loads  # a failed unit's predictions are never asked for
+    for name in ("comparisons", "model_summary", "length_bins", "length_bins_by_seed"):
+        pd.testing.assert_frame_equal(getattr(in_memory, name), getattr(from_folder, name), check_exact=True)
+    row = in_memory.comparisons.query("metric == 'test_acc' and model_a == 'attn_rnn'").iloc[0]
+    pv = stats.paired_values(runs, "imdb", "test_acc", "attn_rnn", "rnn")
+    assert row["t_p"] == sps.ttest_rel(pv["a"], pv["b"]).pvalue
+    assert row["mcnemar_seeds"] == 5
+
+    # a reference model (an ablation) keeps only the pairs against it, as config.json's reference does
+    ablation = stats.compare(runs, loader, reference="rnn").comparisons
+    assert set(zip(ablation["model_a"], ablation["model_b"])) == {("attn_rnn", "rnn"), ("transformer", "rnn")}
+    # without predictions there is nothing per example: no McNemar, no length bins
+    none = stats.compare(runs, lambda d, m, s: None)
+    assert none.comparisons["mcnemar_seeds"].eq(0).all() and none.length_bins.empty

@@ -1,12 +1,13 @@
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from bench.config import BenchError, DataConfig, ModelConfig, TrainConfig
 from bench.data import prepare
-from bench.models import build_model
-from bench.train import TrainingDiverged, evaluate, fit, resolve_device, seed_everything
+from bench.models import build_model, seed_everything
+from bench.train import TrainingDiverged, evaluate, fit, resolve_device
 
 DATA = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=200)
 MODELS = {
@@ -34,14 +35,15 @@ def test_each_model_learns_the_keyword_task(keyword_data, name):
     model, result = _train(keyword_data, name)
     test = evaluate(model, keyword_data.test, torch.device("cpu"), 128)
     assert test.acc > 0.9, f"{name} reached only {test.acc:.3f} on a task a keyword decides"
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1].train_loss < result.history[0].train_loss
     row = result.history[0]
-    assert math.isclose(row["gap_acc"], row["train_eval_acc"] - row["val_acc"])
-    assert row["train_tokens_per_s"] > 0 and row["epoch_seconds"] > 0
+    assert math.isclose(row.gap_acc, row.train_eval_acc - row.val_acc)
+    assert row.train_tokens_per_s > 0 and row.epoch_seconds > 0
 
 
 def test_same_seed_same_metrics_different_seed_different(keyword_data):
-    strip = lambda h: [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_tokens_per_s")} for r in h]
+    strip = lambda h: [{k: v for k, v in asdict(r).items() if k not in ("epoch_seconds", "train_tokens_per_s")}
+                       for r in h]
     _, a = _train(keyword_data, "attn_rnn", epochs=2, seed=3)
     _, b = _train(keyword_data, "attn_rnn", epochs=2, seed=3)
     _, c = _train(keyword_data, "attn_rnn", epochs=2, seed=4)
@@ -51,10 +53,10 @@ def test_same_seed_same_metrics_different_seed_different(keyword_data):
 
 def test_best_epoch_weights_are_restored(keyword_data):
     model, result = _train(keyword_data, "rnn", epochs=4, lr_schedule="cosine")
-    best = result.history[result.best_epoch - 1]
-    assert best["val_loss"] == min(r["val_loss"] for r in result.history)
+    best = result.best
+    assert best.val_loss == min(r.val_loss for r in result.history)
     val = evaluate(model, keyword_data.val, torch.device("cpu"), 128)
-    assert val.loss == pytest.approx(best["val_loss"], rel=1e-6)
+    assert val.loss == pytest.approx(best.val_loss, rel=1e-6)
 
 
 def test_early_stopping_stops_after_patience(keyword_data):

@@ -22,6 +22,7 @@ import torch
 
 from bench import config, search_space, tune, tuning_report
 from bench.config import BenchError
+from bench.results import RunFolder
 from conftest import REPO, cli_env, run_cli
 
 TINY_SEARCH = """
@@ -160,7 +161,7 @@ def test_param_cap_prunes_before_training_with_reason(tmp_path, tiny_config, key
     assert "](run/plots/tuning_imdb_rnn.png)" in md
     assert (tmp_path / "run" / "plots" / "tuning_imdb_rnn.png").stat().st_size > 1000
     # the best configuration can be read back from the storage alone (a seed stage after workers)
-    again = tune.best_config(tune.sqlite_url(tmp_path / "run"), "imdb", "rnn", cfg, search=search)
+    again = tune.best_config(RunFolder(tmp_path / "run").sqlite_url(), "imdb", "rnn", cfg, search=search)
     assert again.model["rnn"] == tuned.model["rnn"]
 
 
@@ -179,7 +180,7 @@ def test_nan_trial_fails_cleanly_and_the_study_continues(tmp_path, tiny_config, 
     monkeypatch.setattr(bench.train, "fit", diverging_fit)
     search = _search(trials=4, epochs=1, pruner="hyperband")
     tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
-    trials = _trials(tune.sqlite_url(tmp_path / "run"))
+    trials = _trials(RunFolder(tmp_path / "run").sqlite_url())
     assert [t.state.name for t in trials][:2] == ["COMPLETE", "FAIL"]
     assert len(trials) == 4 and len(_counted(trials)) == 4  # the failed trial counts; the study went on
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials[2:])

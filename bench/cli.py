@@ -1,0 +1,86 @@
+"""What every `python -m bench.*` command shares: the one-line error handling and the common
+options (data folder, cache folder, device, threads).
+
+A known problem (BenchError, a bad option) is one line on stderr and exit 2; Ctrl-C is one line
+and exit 130, after the finished work is already on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from bench.config import BenchError
+
+DATA_DIR_ENV = "BENCH_DATA_DIR"
+CACHE_DIR_ENV = "BENCH_CACHE_DIR"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _threads(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid thread count '{value}' (expected an integer >= 0)") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"thread count must be >= 0, got {n}")
+    return n
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """--data-dir and --cache-dir: where the raw data and the encoded-data cache live."""
+    p.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV),
+                   help="folder with <dataset>/train.parquet and test.parquet for offline use "
+                        f"(default: ${DATA_DIR_ENV}, else the Hugging Face hub)")
+    p.add_argument("--cache-dir", default=None,
+                   help=f"where encoded datasets are cached (default: ${CACHE_DIR_ENV} or ~/.cache/bench)")
+
+
+def add_compute_options(p: argparse.ArgumentParser, device: str) -> None:
+    """--device (default `device`) and --threads (torch CPU threads; overrides the config's)."""
+    p.add_argument("--device", default=device, help=f"cpu, cuda or auto (cuda when available); default {device}")
+    p.add_argument("--threads", type=_threads, default=None,
+                   help="torch CPU threads (default: the config's train.threads, else torch's default)")
+
+
+def data_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.data_dir) if args.data_dir else None
+
+
+def cache_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.cache_dir) if args.cache_dir else None
+
+
+def set_threads(requested: int | None, config_threads: int) -> None:
+    """torch CPU threads: the command line wins over the config; 0 or unset keeps torch's default.
+    (Not part of any result's configuration: CPU results here do not depend on it.)"""
+    threads = requested if requested is not None else config_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cli_main(parse_args: Callable[[list[str] | None], argparse.Namespace],
+             execute: Callable[[argparse.Namespace], int], argv: list[str] | None, interrupted: str) -> int:
+    """The shared entry of every command: BenchError → one line + exit 2, Ctrl-C → `interrupted`
+    + exit 130 (finished work is already on disk)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    try:
+        return execute(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
