@@ -352,7 +352,7 @@ def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[s
         if cfg.model[name].kind == "tfidf":
             continue  # the linear floor has nothing to tune
         if plan.tune:
-            model_cfgs[name] = tune.tune_model(cfg, data, name, plan.folder, storage_url=plan.storage,
+            model_cfgs[name] = tune.tune_model(cfg, data, name, plan.folder.path, storage_url=plan.storage,
                                                trials=plan.trials, timeout=plan.tune_timeout, device=plan.device,
                                                search=plan.search)
         else:

@@ -62,3 +62,18 @@ def test_int_is_accepted_for_float_and_unit_hash_tracks_settings(tmp_path):
     h = cfg.unit_hash("rnn")
     cfg.model["rnn"].hidden_dim += 1
     assert cfg.unit_hash("rnn") != h
+
+
+def test_defaults_are_resolved_when_loaded_and_validation_changes_nothing():
+    import copy
+
+    cfg = config.from_dict({"model": {"t": {"kind": "transformer"}, "r": {"kind": "rnn"}, "f": {"kind": "tfidf"}},
+                            "models": ["t", "r", "f"]})
+    assert [cfg.model[m].pooling for m in ("t", "r", "f")] == ["mean", "last", "last"]
+    before = copy.deepcopy(cfg)
+    assert config.validate(cfg) is cfg and cfg == before
+    assert config.ModelConfig(kind="transformer").pooling == "mean"
+    assert config.ModelConfig(kind="rnn", pooling="max").pooling == "max"
+    assert cfg.model["r"].learning_rate(cfg.train) == cfg.train.lr
+    cfg.model["r"].lr = 1e-4
+    assert cfg.model["r"].learning_rate(cfg.train) == 1e-4

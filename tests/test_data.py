@@ -112,3 +112,20 @@ def test_real_imdb_loads_offline(tmp_path):
     assert len(data.train) + len(data.val) == 2000 and len(data.test) == 25000
     assert set(np.unique(data.test.labels)) == {0, 1}
     assert data.vocab_size == 5000
+
+
+def test_subsample_train_keeps_class_balance_and_leaves_val_and_test_alone(keyword_dir, tmp_path):
+    from bench.data import subsample_train
+
+    cfg = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=200)
+    data = prepare("imdb", cfg, keyword_dir, tmp_path / "cache")
+    assert data.max_length == 48  # the encoded data carries its own length
+    small = subsample_train(data, 300, seed=0)
+    assert len(small.train) == 300 and abs(small.train.labels.mean() - data.train.labels.mean()) < 0.01
+    assert set(small.train.rows) <= set(data.train.rows)
+    assert small.val is data.val and small.test is data.test
+    assert len(small.train_eval) == min(len(data.train_eval), 300)
+    assert set(small.train_eval.rows) <= set(small.train.rows)
+    again = subsample_train(data, 300, seed=0)
+    assert (again.train.rows == small.train.rows).all()  # reproducible
+    assert subsample_train(data, 0) is data and subsample_train(data, 10**6) is data
