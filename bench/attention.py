@@ -4,7 +4,6 @@ after a run's test evaluation. `bench.attention_report` draws them from that fil
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 

@@ -12,148 +12,20 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from bench import cli  # noqa: E402
-from bench.attention_report import attention_section  # noqa: E402
-from bench.compare import analyse, write_tables  # noqa: E402
-from bench.config import BenchError  # noqa: E402
-from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RunFolder, atomic_write_text, failed_runs,  # noqa: E402
-                           ok_runs, relative_link, save_png)
-from bench.results import ordered_datasets as _datasets, ordered_models as _models  # noqa: E402
-from bench.speed_report import speed_section  # noqa: E402
-from bench.stats import paired_comparison  # noqa: E402
-from bench.stats_report import claim_lines, statistics_section, tests_claim  # noqa: E402
-from bench.tuning_report import tuning_section  # noqa: E402
-
-
-def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -> None:
-    """One dot per seed; seaborn jitters with NumPy's global generator, so it is seeded here
-    (and restored) to keep the PNGs byte-identical between regenerations."""
-    import numpy as np
-
-    state = np.random.get_state()
-    np.random.seed(0)
-    try:
-        sns.stripplot(data=data, x="model", y=col, order=models, color="black", size=size, ax=ax)
-    finally:
-        np.random.set_state(state)
-
-
-def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
-    """Train (eval-mode subset) vs validation accuracy and loss per epoch, mean ± sd over seeds."""
-    models = _models(epochs)
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharex=True)
-    for j, model in enumerate(models):
-        sub = epochs[epochs["model"] == model]
-        for i, (metric, label) in enumerate([("acc", "accuracy"), ("loss", "loss")]):
-            ax = axes[i][j]
-            long = pd.concat([
-                pd.DataFrame({"epoch": sub["epoch"], "value": sub[f"train_eval_{metric}"], "split": "train"}),
-                pd.DataFrame({"epoch": sub["epoch"], "value": sub[f"val_{metric}"], "split": "validation"}),
-            ])
-            sns.lineplot(data=long, x="epoch", y="value", hue="split", errorbar="sd", marker="o", ax=ax,
-                         legend=(i == 0 and j == 0))
-            ax.set_title(f"{model}: {label}")
-            ax.set_ylabel(label)
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: learning curves (mean ± sd over seeds)")
-    fig.tight_layout()
-    save_png(fig, path)
-
-
-def plot_gap(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
-    """Overfitting gap (train acc − val acc, at the restored epoch) per model, one point per seed."""
-    models = _models(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (col, label) in zip(axes, [("gap_acc", "train acc − val acc"), ("gap_loss", "val loss − train loss")]):
-        sns.barplot(data=runs, x="model", y=col, order=models, errorbar="sd", alpha=0.45, ax=ax, color="tab:blue")
-        _seed_dots(runs, col, models, ax, size=6)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_ylabel(label)
-        ax.set_title(label)
-    fig.suptitle(f"{title or DATASET_TITLES.get(dataset, dataset)}: overfitting gap at the selected epoch "
-                 "(bar: mean ± sd; dots: seeds)")
-    fig.tight_layout()
-    save_png(fig, path)
-
-
-def _mean_sd(values: pd.Series, pct: bool = True, digits: int = 2) -> str:
-    scale = 100 if pct else 1
-    v = values.dropna() * scale
-    if v.empty:
-        return "–"
-    if len(v) == 1:
-        return f"{v.iloc[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
-def model_table(runs: pd.DataFrame) -> str:
-    rows = ["| model | params | seeds | test acc % | best val acc % | gap: train−val acc (pp) | "
-            "gap: val−train loss | best epoch | train time / seed | train tokens/s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for model in _models(runs):
-        sub = ok_runs(runs[runs["model"] == model])
-        n_fail = len(failed_runs(runs[runs["model"] == model]))
-        params = ", ".join(f"{int(p):,}" for p in sorted(set(runs.loc[runs["model"] == model, "params"])))
-        seeds = f"{len(sub)}" + (f" (+{n_fail} failed)" if n_fail else "")
-        rows.append(f"| {model} | {params} | {seeds} | {_mean_sd(sub['test_acc'])} | {_mean_sd(sub['best_val_acc'])} "
-                    f"| {_mean_sd(sub['gap_acc'])} | {_mean_sd(sub['gap_loss'], pct=False, digits=3)} "
-                    f"| {_mean_sd(sub['best_epoch'], pct=False, digits=1)} "
-                    f"| {_mean_sd(sub['train_seconds'], pct=False, digits=0)} s "
-                    f"| {_mean_sd(sub['train_tokens_per_s'], pct=False, digits=0)} |")
-    return "\n".join(rows)
-
-
-def _paired(runs: pd.DataFrame, a: str, b: str, col: str) -> pd.Series:
-    """Per-seed difference a − b for seeds where both finished."""
-    wide = ok_runs(runs).pivot_table(index="seed", columns="model", values=col)
-    if a not in wide or b not in wide:
-        return pd.Series(dtype=float)
-    return (wide[a] - wide[b]).dropna()
-
-
-def _describe_diff(d: pd.Series, what: str, unit_scale: float = 100, unit: str = "pp",
-                   higher_is: str = "higher") -> str:
-    if d.empty:
-        return f"{what}: no paired seeds."
-    wins = int((d > 0).sum())
-    sd = f", sd {d.std(ddof=1) * unit_scale:.2f}" if len(d) > 1 else ""
-    return (f"{what}: mean difference {d.mean() * unit_scale:+.2f} {unit}{sd}, range "
-            f"[{d.min() * unit_scale:+.2f}, {d.max() * unit_scale:+.2f}]; {higher_is} in {wins} of {len(d)} seeds")
-
-
-def verdict(runs: pd.DataFrame, dataset: str) -> str:
-    """A plain-words, descriptive reading of the paired per-seed differences."""
-    lines = []
-    models = set(ok_runs(runs)["model"])
-    if {"rnn", "attn_rnn"} <= models:
-        dv = _paired(runs, "attn_rnn", "rnn", "best_val_acc")
-        dt = _paired(runs, "attn_rnn", "rnn", "test_acc")
-        dg = _paired(runs, "attn_rnn", "rnn", "gap_acc")
-        lines.append("- " + _describe_diff(dv, "Validation accuracy, attn_rnn − rnn", higher_is="attention higher"))
-        lines.append("- " + _describe_diff(dt, "Test accuracy, attn_rnn − rnn", higher_is="attention higher"))
-        lines.append("- " + _describe_diff(dg, "Overfitting gap (train − val acc), attn_rnn − rnn",
-                                           higher_is="attention's gap larger"))
-        lift = (not dt.empty) and dt.mean() > 0 and (dt > 0).all()
-        shrink = (not dg.empty) and dg.mean() < 0 and (dg < 0).all()
-        lift_word = ("attention lifted test accuracy in every seed" if lift else
-                     "attention did not lift test accuracy consistently across seeds")
-        gap_word = ("and shrank the overfitting gap in every seed" if shrink else
-                    "and did not shrink the overfitting gap consistently")
-        lines.append(f"- Reading: on {DATASET_TITLES.get(dataset, dataset)}, {lift_word}, {gap_word}.")
-    if "transformer" in models:
-        for other in ("attn_rnn", "rnn"):
-            if other in models:
-                d = _paired(runs, "transformer", other, "test_acc")
-                lines.append("- " + _describe_diff(d, f"Test accuracy, transformer − {other}",
-                                                   higher_is="transformer higher"))
-    return "\n".join(lines)
+from bench import cli
+from bench.attention_report import attention_section
+from bench.compare import analyse, write_tables
+from bench.config import BenchError
+from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
+from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RunFolder, atomic_write_text, failed_runs, ok_runs,
+                           relative_link)
+from bench.results import ordered_datasets as _datasets, ordered_models as _models
+from bench.speed_report import speed_section
+from bench.stats import paired_comparison
+from bench.stats_report import claim_lines, statistics_section, tests_claim
+from bench.tuning_report import tuning_section
 
 
 def _threads(runs: pd.DataFrame, env: dict) -> str:
@@ -299,24 +171,6 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
     return "\n".join(out)
 
 
-def plot_ablation(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:
-    """Test accuracy per variant (bar: mean ± sd, dots: seeds), labelled with parameter counts."""
-    ok = ok_runs(runs)
-    models = _models(ok)
-    labels = [f"{m}\n{int(ok.loc[ok['model'] == m, 'params'].iloc[0]) / 1e6:.3f} M" for m in models]
-    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 3.8))
-    sns.barplot(data=ok, x="model", y="test_acc", order=models, errorbar="sd", alpha=0.45, ax=ax, color="tab:green")
-    _seed_dots(ok, "test_acc", models, ax, size=5)
-    ax.set_xticks(range(len(models)), labels)
-    lo = ok["test_acc"].min()
-    ax.set_ylim(max(0.0, lo - 0.05), min(1.0, ok["test_acc"].max() + 0.02))
-    ax.set_xlabel("variant (parameters)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{title or DATASET_TITLES.get(dataset, dataset)}: ablation (bar: mean ± sd; dots: seeds)")
-    fig.tight_layout()
-    save_png(fig, path)
-
-
 def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
     """Every variant of an ablation run against its reference (`table`: its `stats.compare`
     result), with parameter counts beside accuracy."""
@@ -354,8 +208,8 @@ def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> st
                 cells.append((f"{x['mean_diff'] * 100:+.2f} [{x['ci_low'] * 100:+.2f}, {x['ci_high'] * 100:+.2f}]",
                               f"{x['p_holm']:.4f}", f"{x['d_z']:.2f}"))
             out.append(f"| {model} | {change(model)} | {int(sub['params'].iloc[0]):,} | {len(sub)} "
-                       f"| {_mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
-                       f"| {_mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
+                       f"| {mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
+                       f"| {mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
         png = folder.plots / f"{dataset}_ablation.png"
         plot_ablation(r, dataset, png, title)
         out += ["", f"![{title} ablation]({relative_link(png, report_dir)})", ""]
@@ -382,9 +236,9 @@ def _tuned_vs_untuned_rows(ok: pd.DataFrame, base_ok: pd.DataFrame, cfg) -> list
         ci = (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]"
               if len(common) > 1 else f"{c['mean_diff'] * 100:+.2f}")
         p = f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–"
-        rows.append(f"| {model} | {len(common)} | {_mean_sd(y.loc[common, 'test_acc'])} "
-                    f"| {_mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
-                    f"| {_mean_sd(y.loc[common, 'gap_acc'])} | {_mean_sd(x.loc[common, 'gap_acc'])} |")
+        rows.append(f"| {model} | {len(common)} | {mean_sd(y.loc[common, 'test_acc'])} "
+                    f"| {mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
+                    f"| {mean_sd(y.loc[common, 'gap_acc'])} | {mean_sd(x.loc[common, 'gap_acc'])} |")
     return rows
 
 

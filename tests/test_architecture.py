@@ -10,7 +10,7 @@ from conftest import REPO, cli_env
 
 BENCH = REPO / "bench"
 # files in, markdown / plots / CSV out: never torch, not even lazily inside a function
-RENDERING = ("report", "stats_report", "tuning_report", "speed_report", "attention_report", "compare", "stats")
+RENDERING = ("report", "model_report", "stats_report", "tuning_report", "speed_report", "attention_report", "compare", "stats")
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
