@@ -1,9 +1,10 @@
 """`python -m bench.compare results/<run>`: paired statistics of a finished (or partial) run.
 
-The file side of `bench.stats`: `analyse` reads a run folder and measures (writing nothing),
-`write_tables` writes comparisons.csv, model_summary.csv, length_bins.csv and
-length_bins_by_seed.csv into it; the command does both and prints a compact table. The report's
-"Statistical comparison" section is drawn from the same tables.
+The file side of `bench.stats`: `analyse` reads a run folder (runs.csv, epochs.csv, predictions/,
+config.json with its claim) and measures, writing nothing; `write_tables` writes comparisons.csv,
+model_summary.csv, length_bins.csv, length_bins_by_seed.csv and gap_by_epoch.csv into it; the
+command does both and prints a compact table. The report's "Statistical comparison" section is
+drawn from the same tables.
 """
 from __future__ import annotations
 
@@ -11,26 +12,33 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.config import ClaimConfig
 from bench.cli import OneLineParser, cli_main
 from bench.results import RunFolder, atomic_write_csv
 
 
-def _reference(folder: RunFolder) -> str | None:
-    """The run's reference model (an ablation's baseline) from its stored config; a folder without
-    config.json has none."""
+def _stored_settings(folder: RunFolder) -> tuple[str | None, ClaimConfig | None]:
+    """The run's reference model (an ablation's baseline) and declared claim from its stored config;
+    a folder without config.json has neither."""
     if not folder.config_json.exists():
-        return None
-    return folder.stored_config().reference or None
+        return None, None
+    cfg = folder.stored_config()
+    return cfg.reference or None, cfg.claim
 
 
 def analyse(run_dir: str | Path) -> stats.StatsTables:
-    """Every statistic of a run folder, from runs.csv, predictions/ and config.json; writes nothing."""
+    """Every statistic of a run folder, from runs.csv, epochs.csv, predictions/ and config.json;
+    writes nothing. A run that stored no claim is analysed under the default claim (the tables say so)."""
     folder = RunFolder(run_dir)
-    runs = folder.read_runs(required=tuple(stats.METRICS))
-    return stats.compare(runs, folder.read_predictions, _reference(folder))
+    runs = folder.read_runs(required=stats.RUN_METRICS)
+    epochs = pd.read_csv(folder.epochs_csv) if folder.epochs_csv.is_file() else None
+    reference, claim = _stored_settings(folder)
+    return stats.compare(runs, folder.read_predictions, reference, epochs=epochs, claim=claim,
+                         claim_declared=claim is not None)
 
 
 def write_tables(run_dir: str | Path, tables: stats.StatsTables) -> None:
@@ -40,6 +48,7 @@ def write_tables(run_dir: str | Path, tables: stats.StatsTables) -> None:
     atomic_write_csv(folder.model_summary_csv, tables.model_summary)
     atomic_write_csv(folder.length_bins_csv, tables.length_bins)
     atomic_write_csv(folder.length_bins_by_seed_csv, tables.length_bins_by_seed)
+    atomic_write_csv(folder.gap_by_epoch_csv, tables.gap_by_epoch)
 
 
 def _fmt_p(p: float) -> str:
@@ -47,24 +56,29 @@ def _fmt_p(p: float) -> str:
 
 
 def compact_table(table: pd.DataFrame) -> str:
-    """One line per comparison: difference and CI in percentage points, primary and Holm p, ε_min."""
-    header = (f"{'dataset':<9} {'metric':<13} {'A - B':<24} {'n':>2} {'diff pp':>8} {'95% CI pp':>18} "
-              f"{'primary':<9} {'p':>8} {'p Holm':>8} {'eps_min':>7} {'McNemar A/B':>11}")
+    """One line per comparison: family, difference and CI in percentage points, the primary paired-t p
+    and its Holm p within the family, P(A > B), the seeds 80% power needs, and the verdict."""
+    header = (f"{'family':<6} {'dataset':<8} {'metric':<12} {'A - B':<24} {'n':>2} {'diff pp':>8} "
+              f"{'95% CI pp':>18} {'t p':>8} {'p Holm':>8} {'P(A>B)':>6} {'n80':>6}  verdict")
     lines = [header, "-" * len(header)]
     for r in table.itertuples():
         ci = f"[{r.ci_low * 100:+.2f}, {r.ci_high * 100:+.2f}]" if pd.notna(r.ci_low) else "-"
-        mcn = "-" if pd.isna(r.mcnemar_seeds) else f"{r.mcnemar_sig_a_better}/{r.mcnemar_sig_b_better} of {r.mcnemar_seeds}"
-        eps = "-" if pd.isna(r.aso_eps) else f"{r.aso_eps:.2f}"
-        lines.append(f"{r.dataset:<9} {r.metric:<13} {r.model_a + ' - ' + r.model_b:<24} {r.n:>2} "
-                     f"{r.mean_diff * 100:>+8.2f} {ci:>18} {r.primary_test:<9} {_fmt_p(r.p_primary):>8} "
-                     f"{_fmt_p(r.p_holm):>8} {eps:>7} {mcn:>11}")
+        n80 = "-" if pd.isna(r.seeds_80_observed) else ("inf" if np.isinf(r.seeds_80_observed)
+                                                        else f"{int(r.seeds_80_observed)}")
+        fam = "CONF" if r.family == stats.CONFIRMATORY else "expl"
+        pab = "-" if pd.isna(r.p_a_better) else f"{r.p_a_better:.2f}"
+        lines.append(f"{fam:<6} {r.dataset:<8} {r.metric:<12} {r.model_a + ' - ' + r.model_b:<24} {r.n:>2} "
+                     f"{r.mean_diff * 100:>+8.2f} {ci:>18} {_fmt_p(r.t_p):>8} {_fmt_p(r.p_holm):>8} {pab:>6} "
+                     f"{n80:>6}  {r.verdict}")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="python -m bench.compare",
-                      description="Paired statistics over seeds (CIs, t / Wilcoxon with Holm, effect sizes, ASO, "
-                                  "McNemar, accuracy by length) from a results folder's files alone.")
+                      description="Paired statistics over seeds from a results folder's files alone: the claim's "
+                                  "confirmatory family and the exploratory comparisons (paired t with Holm within each "
+                                  "family, sign-flip and Wilcoxon checks, effect sizes, P(A > B), power, ASO, McNemar, "
+                                  "accuracy by length, the gap at matched epochs).")
     p.add_argument("run_dir", help="a results folder holding runs.csv, e.g. results/quick")
     return p.parse_args(argv)
 
@@ -78,11 +92,17 @@ def execute(args: argparse.Namespace) -> int:
     if table.empty:
         print("no model pairs with shared seeds to compare")
     else:
+        claim = tables.claim
+        source = "declared in config.json" if tables.claim_declared else "the default claim: this run stored none"
+        print(f"claim ({source}): {claim.statement} [{claim.model_a} vs {claim.model_b}; "
+              f"{', '.join(f'{m} {d}' for m, d in claim.metrics.items())}; alpha {claim.alpha:g}]\n")
         print(compact_table(table))
-        warning = stats.seed_warning(int(table["n"].min()))
-        if warning:
-            print(f"\nwarning: {warning}")
-    print(f"\nwrote {folder.comparisons_csv}, {folder.model_summary_csv}, {folder.length_bins_csv}")
+        weak = table[(table["family"] == stats.CONFIRMATORY) & table["underpowered"]]
+        if len(weak):
+            print(f"\nwarning: {len(weak)} confirmatory hypothesis(es) have fewer seeds than 80% power at the "
+                  "observed effect needs (column n80)")
+    print(f"\nwrote {folder.comparisons_csv}, {folder.model_summary_csv}, {folder.length_bins_csv}, "
+          f"{folder.gap_by_epoch_csv}")
     return 0
 
 

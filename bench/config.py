@@ -16,6 +16,20 @@ from typing import Any, get_args, get_origin, get_type_hints
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_NAMES = ("rnn", "attn_rnn", "transformer")
 DATASETS = ("imdb", "ag_news")
+# the random sources a seed can drive (`vary`): initialisation (and dropout) stream, batch order,
+# and the stratified validation split carved from train
+SOURCES = ("init", "order", "split")
+DEFAULT_VARY = ["init", "order"]   # today's behaviour: the split stays at data.split_seed
+FIXED_SEED = 0                     # the init / order seed of every unit when that source is not varied
+# what a pre-registered claim may name: unbiased measures only (test accuracy; the overfitting gap at
+# matched epochs, or at the last epoch every unit of both models reached)
+CLAIM_METRICS = ("test_acc", "gap_matched", "gap_common")
+BIASED_METRICS = {
+    "best_val_acc": "validation accuracy selected the stopping epoch (and any tuning), so it is optimistic; "
+                    "declare test_acc",
+    "gap_acc": "the gap at each model's own stopping epoch mostly measures when training stopped; "
+               "declare gap_matched",
+}
 
 
 class BenchError(Exception):
@@ -74,6 +88,42 @@ class TrainConfig:
     bucket_chunk: int = 50       # batches per length-sorted chunk (bigger = less padding)
     amp: bool = True             # CUDA only: bf16 autocast where supported, else fp16 + scaler
     threads: int = 0             # CPU threads for torch (0 = torch's default)
+    flush_denormal: bool = True  # CPU: flush subnormal floats to zero (last-state GRU gradients decay into them)
+
+
+@dataclass
+class ClaimConfig:
+    """A pre-registered claim: model A against model B, one hypothesis per metric, each with the
+    direction in which A is claimed better. Verdicts come from this family alone (Holm within it,
+    across the run's datasets); every other comparison is exploratory."""
+    statement: str = "Adding attention pooling to a GRU lifts accuracy and reduces overfitting."
+    model_a: str = "attn_rnn"    # the challenger
+    model_b: str = "rnn"         # the baseline
+    metrics: dict[str, str] = field(default_factory=lambda: {"test_acc": "higher", "gap_matched": "lower"})
+    alpha: float = 0.05          # family-wise error rate of the confirmatory family (Holm)
+
+    def hash(self) -> str:
+        """A short hash of the claim as declared, stored in every unit record."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class UnitSeeds:
+    """The seeds of one unit's random sources (see `unit_seeds`)."""
+    init: int    # model initialisation and the dropout stream (bench.models.build_for_unit)
+    order: int   # batch order (bench.train.fit's order_seed)
+    split: int   # the stratified validation split (bench.data.split_for_seed)
+
+
+def unit_seeds(vary: list[str] | tuple[str, ...], seed: int, split_seed: int = 0) -> UnitSeeds:
+    """Map a unit's seed to the seed of each random source: a varied source takes the unit's seed,
+    a fixed one a constant — FIXED_SEED for init and order, `split_seed` (data.split_seed) for the
+    split. The fixed values are constants, not "the config's first seed", so that every invocation
+    writing into one folder (with --seeds lists that differ) agrees on them."""
+    return UnitSeeds(init=seed if "init" in vary else FIXED_SEED,
+                     order=seed if "order" in vary else FIXED_SEED,
+                     split=seed if "split" in vary else split_seed)
 
 
 @dataclass
@@ -84,6 +134,9 @@ class Config:
     models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     reference: str = ""          # if set, statistics compare every model with this one (ablations)
+    jobs: int = 1                # units trained at once in worker processes (0 = auto: from cores / GPUs)
+    vary: list[str] = field(default_factory=lambda: list(DEFAULT_VARY))  # sources each seed varies (SOURCES)
+    claim: ClaimConfig | None = None  # the pre-registered claim ([claim]); None: the default claim, not declared
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: dict[str, ModelConfig] = field(default_factory=dict)
@@ -95,7 +148,21 @@ class Config:
         """Hash of everything that decides one model's result except the seed and dataset."""
         blob = {"data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train),
                 "model": dataclasses.asdict(self.model[model_name])}
+        if sorted(self.vary) != sorted(DEFAULT_VARY):  # only then, so hashes made before `vary` existed hold
+            blob["vary"] = sorted(self.vary)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+    def unit_seeds(self, seed: int) -> UnitSeeds:
+        """The init, order and split seeds of the unit with this seed (see `unit_seeds`)."""
+        return unit_seeds(self.vary, seed, self.data.split_seed)
+
+    def claim_hash(self) -> str | None:
+        """The declared claim's hash (None when the config declares none)."""
+        return self.claim.hash() if self.claim is not None else None
+
+    def effective_claim(self) -> ClaimConfig:
+        """The declared claim, else the default one."""
+        return self.claim if self.claim is not None else ClaimConfig()
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
@@ -105,6 +172,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise BenchError(f"config key '{key}' must be a list, got {value!r}")
         return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = get_args(hint)
+        if not isinstance(value, dict):
+            raise BenchError(f"config key '{key}' must be a table, got {value!r}")
+        return {k: _check_type(v, item, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
@@ -145,8 +217,13 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'reference' names '{cfg.reference}', which is not in 'models'")
     if not cfg.seeds:
         raise BenchError("config key 'seeds' must list at least one seed")
+    if cfg.jobs < 0:
+        raise BenchError(f"config key 'jobs' must be >= 0 (0 = auto), got {cfg.jobs}")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise BenchError(f"config key 'seeds' has duplicates: {cfg.seeds}")
+    _validate_vary(cfg.vary)
+    if cfg.claim is not None:
+        _validate_claim(cfg.claim, cfg)
     d, t = cfg.data, cfg.train
     for key in ("vocab_size", "max_length", "min_frequency", "train_eval_size"):
         _positive(f"data.{key}", getattr(d, key))
@@ -188,16 +265,49 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def _validate_vary(vary: list[str]) -> None:
+    unknown = [v for v in vary if v not in SOURCES]
+    if unknown:
+        raise BenchError(f"config key 'vary' names '{unknown[0]}' (choose from {', '.join(SOURCES)})")
+    if not vary or len(set(vary)) != len(vary):
+        raise BenchError(f"config key 'vary' must list each of {', '.join(SOURCES)} at most once, and at least "
+                         f"one, got {vary}")
+
+
+def _validate_claim(claim: ClaimConfig, cfg: Config) -> None:
+    for key in ("model_a", "model_b"):
+        name = getattr(claim, key)
+        if name not in cfg.model:
+            raise BenchError(f"config key 'claim.{key}' names '{name}', which has no [model.{name}] section")
+    if claim.model_a == claim.model_b:
+        raise BenchError(f"config keys 'claim.model_a' and 'claim.model_b' must differ, both are '{claim.model_a}'")
+    if not claim.metrics:
+        raise BenchError("config key 'claim.metrics' must name at least one metric, e.g. {test_acc = \"higher\"}")
+    for metric, direction in claim.metrics.items():
+        if metric in BIASED_METRICS:
+            raise BenchError(f"config key 'claim.metrics.{metric}' cannot be confirmatory: {BIASED_METRICS[metric]}")
+        if metric not in CLAIM_METRICS:
+            raise BenchError(f"config key 'claim.metrics.{metric}': unknown metric (choose from "
+                             f"{', '.join(CLAIM_METRICS)})")
+        if direction not in ("higher", "lower"):
+            raise BenchError(f"config key 'claim.metrics.{metric}' must be \"higher\" or \"lower\" (the direction "
+                             f"in which {claim.model_a} is claimed better), got {direction!r}")
+    if not 0 < claim.alpha < 1:
+        raise BenchError(f"config key 'claim.alpha' must be in (0, 1), got {claim.alpha}")
+
+
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build a Config from parsed TOML; sections are checked key by key."""
     raw = dict(raw)
     data = _build(DataConfig, raw.pop("data", {}), "data.")
     train = _build(TrainConfig, raw.pop("train", {}), "train.")
+    claim = raw.pop("claim", None)  # absent (or null in an old config.json): no claim declared
+    claim = _build(ClaimConfig, claim, "claim.") if claim is not None else None
     models = raw.pop("model", {})
     if not isinstance(models, dict):
         raise BenchError("config key 'model' must be a table of [model.<name>] sections")
     cfg = _build(Config, raw, "")
-    cfg.data, cfg.train = data, train
+    cfg.data, cfg.train, cfg.claim = data, train, claim
     cfg.model = {name: _build(ModelConfig, m, f"model.{name}.") for name, m in models.items()}
     return cfg
 

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from bench.cli import CACHE_DIR_ENV, DATA_DIR_ENV
-from bench.config import BenchError, DataConfig
+from bench.config import BenchError, Config, DataConfig
 
 log = logging.getLogger("bench")
 
@@ -45,6 +45,15 @@ class Split:
     def subset(self, idx: np.ndarray) -> "Split":
         return Split(self.ids[idx], self.lengths[idx], self.labels[idx], self.rows[idx])
 
+    @staticmethod
+    def union(a: "Split", b: "Split") -> "Split":
+        """Both splits' examples in one, ordered by source row (so the result does not depend on
+        how the rows were divided between `a` and `b`)."""
+        rows = np.concatenate([a.rows, b.rows])
+        order = np.argsort(rows, kind="stable")
+        return Split(np.concatenate([a.ids, b.ids])[order], np.concatenate([a.lengths, b.lengths])[order],
+                     np.concatenate([a.labels, b.labels])[order], rows[order])
+
 
 @dataclass
 class EncodedData:
@@ -60,6 +69,7 @@ class EncodedData:
     tokenizer_json: str
     cache_hit: bool
     source: str
+    split_seed: int | None = None  # the seed of the train/val split held here (None: data.split_seed, as prepared)
 
 
 def default_cache_dir() -> Path:
@@ -220,6 +230,45 @@ def subsample_train(data: EncodedData, size: int, seed: int = 0) -> EncodedData:
     train = data.train.subset(np.sort(stratified_sample(np.arange(n), data.train.labels, size, seed)))
     ev = eval_sample(len(train), len(data.train_eval), seed)
     return replace(data, train=train, train_eval=train.subset(ev))
+
+
+def resplit(data: EncodedData, cfg: DataConfig, split_seed: int) -> EncodedData:
+    """`data` with train / val / train_eval re-carved from its training pool (train ∪ val) by
+    `split_seed`: stratified, `cfg.val_fraction` of the pool, the eval-mode train subset re-drawn
+    with the same seed. The test split is untouched. Unchanged (the same object) when `data`
+    already holds that split; `prepare`'s data holds `cfg.split_seed`'s.
+
+    Leakage: the vocabulary (and the encoded ids) come from `prepare`, which trained the tokenizer on
+    the training part of the `cfg.split_seed` split. Under another split some of those texts are
+    validation texts, so which words have an id (at least `min_frequency` occurrences) was decided
+    partly by validation text. Only vocabulary membership leaks — no label, no weight — and test
+    texts never contribute; a per-split vocabulary would remove it at the cost of re-encoding the
+    dataset for every seed. With `data.train_subset`, the subset itself stays the one drawn at
+    `cfg.split_seed`; only its division into train and validation varies.
+    """
+    current = data.split_seed if data.split_seed is not None else cfg.split_seed
+    if split_seed == current:
+        return data
+    from sklearn.model_selection import train_test_split
+
+    pool = Split.union(data.train, data.val)
+    try:
+        tr, va = train_test_split(np.arange(len(pool)), test_size=cfg.val_fraction, stratify=pool.labels,
+                                  random_state=split_seed)
+    except ValueError as exc:
+        raise BenchError(f"cannot carve a stratified validation split with split seed {split_seed}: {exc}") from None
+    train = pool.subset(np.sort(tr))
+    ev = eval_sample(len(train), cfg.train_eval_size, split_seed)
+    return replace(data, train=train, val=pool.subset(np.sort(va)), train_eval=train.subset(ev),
+                   split_seed=split_seed)
+
+
+def split_for_seed(data: EncodedData, cfg: Config, seed: int) -> EncodedData:
+    """The data one unit trains on: unchanged unless `cfg.vary` includes "split", in which case
+    seed k draws its own stratified validation split (`resplit` with split seed k), the same for
+    every model at that seed, so results stay paired. Call it on the data `prepare` returned;
+    calling it again on its own result for the same seed changes nothing."""
+    return resplit(data, cfg.data, cfg.unit_seeds(seed).split)
 
 
 def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir: Path) -> Path:

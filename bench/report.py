@@ -17,15 +17,16 @@ import pandas as pd
 from bench import cli
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
-from bench.config import BenchError
+from bench.config import SOURCES, BenchError
 from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RunFolder, atomic_write_text, failed_runs, ok_runs,
                            relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
-from bench.stats import paired_comparison
-from bench.stats_report import claim_lines, statistics_section, tests_claim
+from bench.paired import paired_comparison
+from bench.stats_report import claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
 from bench.tuning_report import tuning_section
+from bench.variance_report import variance_section
 
 
 def _threads(runs: pd.DataFrame, env: dict) -> str:
@@ -41,8 +42,9 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
     """The claim's verdicts from every run folder, up front (the same sentences as in the
     statistics sections below, where the tests and effect sizes are explained)."""
     out = ["## The answer in brief", "",
-           "_The verdict sentences of the statistics sections below, gathered here; p-values are Holm-adjusted "
-           "within each run folder._", ""]
+           "_The confirmatory verdicts of the statistics sections below, gathered here: per dataset, the claim's "
+           "hypotheses on test accuracy and on the overfitting gap at matched epochs, each with its effect, 95% "
+           "t-interval, P(A better), Holm p within the claim's family (per run folder) and power._", ""]
     for label, run_dir in run_dirs.items():
         folder = RunFolder(run_dir)
         ok = ok_runs(folder.read_tables()[0])
@@ -68,6 +70,44 @@ def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Path
     return answer_from
 
 
+def _seed_sources(cfg) -> str:
+    """Which random sources a seed drives in this run, and where the others are held."""
+    d = cfg.data
+    words = {"init": "initialisation and dropout stream", "order": "batch order",
+             "split": f"stratified validation split ({d.val_fraction:.0%} of train)"}
+    varied = [words[s] for s in SOURCES if s in cfg.vary]
+    fixed = [f"{words[s]} (held at seed {getattr(cfg.unit_seeds(-1), s)})" for s in SOURCES
+             if s not in cfg.vary]
+    text = f"seed *k* gives every model the same {', '.join(varied)} (config `vary = {cfg.vary}`)"
+    if fixed:
+        text += f"; not varied: {', '.join(fixed)}"
+    if "split" in cfg.vary:
+        text += ("; the vocabulary was built once, on the training part of split seed "
+                 f"{d.split_seed}, so under other splits validation texts helped decide which words have an id "
+                 "(no labels leak)")
+    return text + "."
+
+
+def rerun_line(folder: RunFolder) -> str:
+    """What a reader should expect when rerunning, and the last reproduction check if one was recorded."""
+    line = ("- Rerunning: on CPU the same command, commit and software stack reproduce runs.csv and epochs.csv bit for "
+            "bit apart from timing columns; on another machine, CPU model, thread count or library build, expect "
+            "small moves (floating-point reductions differ), which early stopping can amplify into a different "
+            "selected epoch — a fraction of a percentage point of test accuracy for a unit, and a few test texts "
+            "even for the TF-IDF floor. `python -m bench.reproduce <run> --units K` reruns K committed units here "
+            "and reports which match bit for bit and how far the others moved.")
+    if folder.reproduction_csv.is_file():
+        rep = pd.read_csv(folder.reproduction_csv)
+        moved = rep.loc[~rep["bit_identical"], "test_acc_diff"].abs()
+        line += (f" Recorded check (reproduction.csv): {int(rep['bit_identical'].sum())} of {len(rep)} units "
+                 "reproduced bit for bit" + (f", the others moved by up to {moved.max() * 100:.2f} pp of test "
+                                             "accuracy" if len(moved) else "")
+                 + (f"; rerun at commit {str(rep['git_sha_now'].iloc[0])[:12]}, the units were made at "
+                    f"{', '.join(sorted({str(s)[:12] for s in rep['git_sha_then']}))}"
+                    if (rep["git_sha_now"] != rep["git_sha_then"]).any() else "; same commit") + ".")
+    return line
+
+
 def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
     """How the run was made: budget, seeds, text, training, gap definition, hardware, data sizes."""
     cfg, env, dsets = folder.stored_config(), folder.environment(), folder.datasets_info()
@@ -77,9 +117,7 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
         "",
         f"- Budget **{cfg.budget}**: {cfg.description} (config `configs/{cfg.budget}.toml`; "
         f"this folder holds {len(cfg.seeds)} seeds).",
-        f"- Seeds {', '.join(str(s) for s in cfg.seeds)}, paired: seed *k* gives every model the same "
-        "initialisation stream, dropout stream and batch order; the validation split is the same for all "
-        f"(stratified {d.val_fraction:.0%} of train, split seed {d.split_seed}).",
+        f"- Seeds {', '.join(str(s) for s in cfg.seeds)}, paired: {_seed_sources(cfg)}",
         f"- Text: word-level vocabulary of at most {d.vocab_size:,} words trained on the training part only "
         f"(HF `tokenizers`, lower-cased={d.lowercase}, `<br />` removed), texts cut to the first "
         f"{d.max_length} tokens.",
@@ -88,13 +126,15 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
         f"at most {t.epochs} epochs, early stopping on validation loss (patience {t.patience}); the best "
         "epoch's weights are restored before the single test evaluation.",
         "- Overfitting gap: accuracy on a fixed eval-mode subset of the training data "
-        f"({d.train_eval_size:,} texts) minus validation accuracy at the selected epoch "
-        "(and validation loss minus that subset's loss).",
+        f"({d.train_eval_size:,} texts) minus validation accuracy, after every epoch (and validation loss minus "
+        "that subset's loss); the tables below show it at each model's selected epoch, the verdict uses it at "
+        "matched epochs (statistics section).",
         f"- Hardware: {env.get('gpu') or env.get('processor')}, {env.get('cpu_count')} CPU cores, "
         f"torch threads per run: {_threads(runs, env)}, device `{env['device']}`; Python {env['python']}, "
         f"torch {env['torch']}, datasets {env['datasets']}, tokenizers {env['tokenizers']}; "
         f"git {env['git_sha'][:12]}.",
     ]
+    out.append(rerun_line(folder))
     wall = runs["wall_seconds"].sum()
     out.append(f"- Compute: {len(runs)} training runs took {wall / 60:.1f} min of wall time in total "
                f"(training, evaluation and test; data preparation not included).")
@@ -133,6 +173,17 @@ def dataset_lines(folder: RunFolder, report_dir: Path, runs: pd.DataFrame, epoch
     return out
 
 
+def _claim_intro(run_dir: Path) -> str:
+    """The claim under test, in its own words and as hypotheses; whether the run declared it."""
+    claim, declared = run_claim(run_dir)
+    hyps = "; ".join(hypothesis_words(m, d, claim.model_a, claim.model_b) for m, d in claim.metrics.items())
+    source = ("declared in the run's config before it ran" if declared else
+              "the default claim — this run stored none, so it was not pre-registered")
+    return (f"The claim under test ({source}): *{claim.statement}* — tested as: {hyps}. (First worded as \"lifts "
+            "validation accuracy\"; it is answered on test accuracy, for the reason given in the statistics "
+            "section.)")
+
+
 def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
            tuned: Path | None = None, others: list[Path] = ()) -> str:
     """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
@@ -149,7 +200,8 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
         f"_Generated by `{command or 'python -m bench.report ' + relative_link(run_dir, Path.cwd())}` from the CSV "
         "and JSON files in the folders it names; not edited by hand._",
         "",
-        "The claim under test: *adding attention to a GRU lifts validation accuracy and reduces overfitting*. "
+        _claim_intro(run_dir),
+        "",
         "`rnn` is a GRU classifier reading the hidden state at each text's last real token; `attn_rnn` is the "
         "same network with masked additive attention pooling over all time steps; `transformer` is a "
         "Transformer encoder with masked mean pooling, at a similar parameter count.",
@@ -187,29 +239,35 @@ def ablation_section(abl_dir: Path, report_dir: Path, table: pd.DataFrame) -> st
 
     out = ["## Ablation", "",
            f"_From `{relative_link(abl_dir, Path.cwd())}` ({cfg.description}). Every variant is compared with the "
-           f"reference `{ref}` on the same seeds; p-values are Holm-adjusted over all {len(table)} comparisons "
-           "of the ablation run; parameter counts sit beside accuracy so that \"better\" cannot be \"bigger\"._", ""]
+           f"reference `{ref}` on the same seeds (paired t); p-values are Holm-adjusted within each row's family — "
+           "the claim's pair is confirmatory, every other variant exploratory — so the claim's verdict does not "
+           "depend on how many variants the folder holds; the gap is taken at matched epochs (see the statistics "
+           "section); parameter counts sit beside accuracy so that \"better\" cannot be \"bigger\"._", ""]
     for dataset in sorted(set(runs["dataset"])):
         r = ok_runs(runs[runs["dataset"] == dataset])
         title = folder.dataset_title(dataset)
         out += [f"### {title}", "",
                 "| variant | change vs reference | params | seeds | test acc % | Δ test acc vs ref (pp, 95% CI) | "
-                "p (Holm) | d_z | gap: train−val acc (pp) | Δ gap vs ref (pp, 95% CI) | p (Holm) |",
+                "p (Holm, family) | d_z | gap at selected epoch (pp) | Δ gap at matched epochs vs ref (pp, 95% CI) "
+                "| p (Holm, family) |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for model in _models(r):
             sub = r[r["model"] == model]
             cells = []
-            for metric in ("test_acc", "gap_acc"):
-                row = table[(table["dataset"] == dataset) & (table["model_a"] == model) & (table["metric"] == metric)]
+            for metric in ("test_acc", "gap_matched"):
+                row = table[(table["dataset"] == dataset) & (table["model_a"] == model) & (table["model_b"] == ref)
+                            & (table["metric"] == metric)]
                 if row.empty:
                     cells.append(("–", "–", "–"))
                     continue
                 x = row.iloc[0]
+                fam = "C" if x["family"] == "confirmatory" else "E"
                 cells.append((f"{x['mean_diff'] * 100:+.2f} [{x['ci_low'] * 100:+.2f}, {x['ci_high'] * 100:+.2f}]",
-                              f"{x['p_holm']:.4f}", f"{x['d_z']:.2f}"))
+                              f"{x['p_holm']:.4f} ({fam})", f"{x['d_z']:.2f}"))
             out.append(f"| {model} | {change(model)} | {int(sub['params'].iloc[0]):,} | {len(sub)} "
                        f"| {mean_sd(sub['test_acc'])} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} "
                        f"| {mean_sd(sub['gap_acc'])} | {cells[1][0]} | {cells[1][1]} |")
+        out += ["", "_(C): the claim's confirmatory family; (E): exploratory._"]
         png = folder.plots / f"{dataset}_ablation.png"
         plot_ablation(r, dataset, png, title)
         out += ["", f"![{title} ablation]({relative_link(png, report_dir)})", ""]
@@ -314,7 +372,7 @@ def statistics_of(folders: list[Path]) -> dict[Path, pd.DataFrame]:
 
 
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
-                 tuned: Path | None = None, others: list[Path] = ()) -> list[Path]:
+                 tuned: Path | None = None, others: list[Path] = (), variance: list[Path] = ()) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
     run_dir = Path(run_dir)
     if not RunFolder(run_dir).is_run():
@@ -325,7 +383,8 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     tables = statistics_of([d for d in (run_dir, tuned, ablation, *others) if d is not None])
     command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
                        + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
-                          (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others))
+                          (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others),
+                           *(("variance", v) for v in variance))
                           if d is not None])
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
@@ -337,6 +396,8 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
             text += "\n" + ablation_section(ablation, target.parent, tables[ablation])
         for other in others:
             text += "\n" + other_run_section(other, target.parent, tables[other])
+        if variance:
+            text += "\n" + variance_section([Path(v) for v in variance], run_dir, target.parent)
         atomic_write_text(target, text)
         written.append(target)
     return written
@@ -351,16 +412,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tuned", default=None, help="a tuned run folder (bench.run --tune) to report beside run_dir")
     p.add_argument("--other", action="append", default=[],
                    help="a further run folder (e.g. another budget) summarised at the end; repeatable")
+    p.add_argument("--variance", action="append", default=[],
+                   help="a run folder of the variance decomposition (configs/variance.toml with one source in "
+                        "`vary`); repeat once per source")
     return p.parse_args(argv)
 
 
 def execute(args: argparse.Namespace) -> int:
-    for extra_dir in (args.ablation, args.tuned, *args.other):
+    for extra_dir in (args.ablation, args.tuned, *args.other, *args.variance):
         if extra_dir and not RunFolder(extra_dir).is_run():
             raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
     for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
                              Path(args.ablation) if args.ablation else None,
-                             Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other]):
+                             Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other],
+                             [Path(v) for v in args.variance]):
         print(f"wrote {path}")
     return 0
 

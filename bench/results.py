@@ -70,6 +70,7 @@ class RunRecord:
     threads: int | None = None
     config_hash: str | None = None
     git_sha: str | None = None
+    claim_hash: str | None = None   # the pre-registered claim's hash (ClaimConfig.hash); None: none declared
 
     @property
     def ok(self) -> bool:
@@ -207,6 +208,10 @@ class RunFolder:
     config.json, environment.json, datasets.json
     optuna.db, trials.csv, tuning.json       tuned runs
     comparisons.csv, model_summary.csv, length_bins.csv, length_bins_by_seed.csv   statistics
+    gap_by_epoch.csv                         the overfitting gap at matched epochs, paired by seed
+    expected_best.csv                        tuned runs: the expected-best-of-n-trials curve
+    reproduction.csv                         a recorded `bench.reproduce` check (optional)
+    variance_by_source.csv                   the report's variance decomposition (from --variance folders)
     plots/, REPORT.md                        the rendered report
     ../speed.csv                             the speed benchmark, shared by the runs beside it
     """
@@ -237,6 +242,10 @@ class RunFolder:
     model_summary_csv = property(lambda self: self.path / "model_summary.csv")
     length_bins_csv = property(lambda self: self.path / "length_bins.csv")
     length_bins_by_seed_csv = property(lambda self: self.path / "length_bins_by_seed.csv")
+    gap_by_epoch_csv = property(lambda self: self.path / "gap_by_epoch.csv")
+    expected_best_csv = property(lambda self: self.path / "expected_best.csv")
+    reproduction_csv = property(lambda self: self.path / "reproduction.csv")
+    variance_csv = property(lambda self: self.path / "variance_by_source.csv")
     report_md = property(lambda self: self.path / "REPORT.md")
     speed_csv = property(lambda self: self.path.parent / "speed.csv")
 
@@ -323,6 +332,14 @@ class RunFolder:
         except (OSError, ValueError):
             raise BenchError(f"{self.config_json} is missing or unreadable") from None
         return config.from_json(raw)
+
+    def claim_declared(self) -> bool:
+        """Whether the run's config.json holds a declared claim (folders made before claims existed,
+        or with no [claim] table, hold none: their statistics use the default claim)."""
+        try:
+            return json.loads(self.config_json.read_text()).get("claim") is not None
+        except (OSError, ValueError):
+            return False
 
     def environment(self) -> dict[str, Any]:
         return json.loads(self.environment_json.read_text())

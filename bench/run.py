@@ -8,7 +8,6 @@ Ctrl-C exits 130 after the finished units are safely on disk.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -22,8 +21,8 @@ from typing import Any, Callable
 
 from bench import cli
 from bench.config import MODEL_NAMES, BenchError, Config, budget_path, load, validate
-from bench.results import (FAILED, RunFolder, RunRecord, UnitRecord, atomic_write_csv, atomic_write_json,
-                           default_run_dir)
+from bench.results import RunFolder, UnitRecord, atomic_write_json, default_run_dir
+from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
 
 log = logging.getLogger("bench")
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -52,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in --out, first moving existing results there to <out>.oldN")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs (quick runs)")
+    p.add_argument("--vary", default=None,
+                   help="comma list of the random sources each seed varies: init, order, split (default: the "
+                        "config's 'vary')")
     p.add_argument("--tune", action="store_true",
                    help="tune each model with Optuna on the validation split first, then run the seeds "
                         "with its best configuration (default --out results/<budget>-tuned)")
@@ -62,6 +64,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite <out>/optuna.db)")
     p.add_argument("--search", default=None, help="search-space TOML (default configs/search.toml)")
+    p.add_argument("--jobs", default=None,
+                   help="units trained at once in worker processes: a number or 'auto' (one per CPU core, "
+                        f"or {UNITS_PER_GPU} per GPU); default: the config's 'jobs' (1)")
+    p.add_argument("--cluster", default=None,
+                   help="run units on an existing Dask scheduler, e.g. tcp://HOST:8786 (needs the 'cluster' extra)")
+    p.add_argument("--track", default="none", help="experiment tracker: none or mlflow (the 'track' extra); "
+                   "each unit becomes a run in an experiment named after --out")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking server or store (default: sqlite <out>/mlflow.db, artifacts in <out>)")
     p.add_argument("--deterministic", action="store_true",
                    help="force deterministic kernels (CUDA: slower; CPU results are deterministic anyway)")
     return p.parse_args(argv)
@@ -90,6 +101,18 @@ def resolve_config(args: argparse.Namespace) -> Config:
             cfg.seeds = [int(s) for s in _csv_list(args.seeds, "--seeds")]
         except ValueError:
             raise BenchError(f"malformed --seeds '{args.seeds}' (expected integers such as 0,1,2)") from None
+    if args.vary is not None:
+        cfg.vary = _csv_list(args.vary, "--vary")
+    if args.jobs is not None:
+        if args.jobs == "auto":
+            cfg.jobs = 0
+        else:
+            try:
+                cfg.jobs = int(args.jobs)
+            except ValueError:
+                raise BenchError(f"malformed --jobs '{args.jobs}' (expected a number or auto)") from None
+            if cfg.jobs < 1:
+                raise BenchError(f"--jobs must be at least 1 (or auto), got {args.jobs}")
     if args.epochs is not None:
         if args.epochs < 1:
             raise BenchError(f"--epochs must be at least 1, got {args.epochs}")
@@ -121,13 +144,22 @@ def environment(device) -> dict[str, Any]:
            "git_sha": git_sha()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+        env["gpu_count"] = torch.cuda.device_count()
         env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
     return env
 
 
 def _settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that must match for results to share a folder (not the unit lists)."""
-    return {k: v for k, v in cfg_dict.items() if k not in ("datasets", "models", "seeds", "description", "reference")}
+    """The part of a config that must match for results to share a folder (not the unit lists).
+    A key that a folder made before it existed lacks reads as its default (`vary`: init and order,
+    today's behaviour; `claim`: none declared), so such a folder still resumes under the defaults,
+    while a declared or changed claim on an existing folder is refused like any other change."""
+    settings = {k: v for k, v in cfg_dict.items()
+                if k not in ("datasets", "models", "seeds", "description", "reference", "jobs")}
+    merged = {"vary": Config().vary, "claim": None, **settings}
+    merged["vary"] = sorted(merged["vary"])  # a set of sources: order does not matter
+    return merged
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
@@ -180,76 +212,6 @@ def prepare_out_dir(folder: RunFolder, cfg: Config, fresh: bool = False) -> None
     atomic_write_json(stored_path, new)
 
 
-def fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
-    """Build and fit one model; returns (fitted, test result, parameter count, the model)."""
-    from bench.models import build_for_unit, count_parameters
-    from bench.train import evaluate, fit
-
-    if cfg.model[model_name].kind == "tfidf":
-        from bench.baseline import TfidfClassifier
-
-        model = TfidfClassifier(seed)
-        fitted = model.fit(data)
-        return fitted, model.evaluate(data.test), model.parameter_count(), model
-    model, lr = build_for_unit(cfg, model_name, data, seed)
-    log.info("%s: %s parameters", desc, f"{count_parameters(model):,}")
-    fitted = fit(model, data, cfg.train, lr=lr, device=device, seed=seed, desc=desc)
-    test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
-    return fitted, test, count_parameters(model), model
-
-
-def save_predictions(folder: RunFolder, data, model_name: str, seed: int, probs) -> None:
-    """Every test example's label, prediction, length and class probabilities."""
-    import numpy as np
-    import pandas as pd
-
-    preds = pd.DataFrame({"row": data.test.rows, "label": data.test.labels, "pred": probs.argmax(1),
-                          "length": data.test.lengths})
-    for k in range(probs.shape[1]):
-        preds[f"prob_{k}"] = np.round(probs[:, k], 5)
-    atomic_write_csv(folder.predictions_path(data.dataset, model_name, seed), preds)
-
-
-def run_unit(cfg: Config, data, model_name: str, seed: int, device, folder: RunFolder, sha: str) -> UnitRecord:
-    """Train one model with one seed, evaluate it on test once, save predictions; return its record."""
-    import torch
-
-    from bench.train import TrainingDiverged
-
-    started = time.perf_counter()
-    mcfg = cfg.model[model_name]
-    desc = f"{data.dataset}/{model_name}/seed{seed}"
-    run = RunRecord(dataset=data.dataset, model=model_name, seed=seed, device=str(device),
-                    threads=torch.get_num_threads(), config_hash=cfg.unit_hash(model_name), git_sha=sha)
-    record = UnitRecord(run=run, model_config=dataclasses.asdict(mcfg))
-    try:
-        fitted, test, params, model = fit_unit(cfg, data, model_name, seed, device, desc)
-    except TrainingDiverged as exc:
-        log.warning("%s failed: %s", desc, exc)
-        run.status, run.reason = FAILED, str(exc)
-        return record
-    except torch.cuda.OutOfMemoryError:
-        raise BenchError(f"{desc}: CUDA out of memory; lower train.batch_size, train.eval_batch_size or "
-                         "data.max_length in the config") from None
-    best = fitted.best
-    run.params, run.best_epoch, run.epochs_run = params, fitted.best_epoch, len(fitted.history)
-    run.best_val_acc, run.best_val_loss, run.test_acc, run.test_loss = best.val_acc, best.val_loss, test.acc, test.loss
-    run.train_acc, run.train_eval_acc, run.gap_acc, run.gap_loss = (best.train_acc, best.train_eval_acc,
-                                                                    best.gap_acc, best.gap_loss)
-    run.train_seconds = fitted.train_seconds
-    run.train_tokens_per_s = fitted.train_tokens / fitted.train_seconds
-    log.info("%s: test acc %.4f (best epoch %d)", desc, test.acc, fitted.best_epoch)
-    save_predictions(folder, data, model_name, seed, test.probs)
-    if mcfg.kind == "rnn" and mcfg.pooling == "attention":
-        from bench.attention import collect
-
-        collect(model, data.test, test.probs, data.tokenizer_json, device, cfg.train.eval_batch_size,
-                folder.attention_path(data.dataset, model_name, seed))
-    run.wall_seconds = time.perf_counter() - started
-    record.epochs = fitted.history
-    return record
-
-
 def record_dataset(folder: RunFolder, data) -> None:
     """Add this dataset's sizes and source to <out>/datasets.json (read by the report)."""
     info = folder.datasets_info()
@@ -277,6 +239,13 @@ class Plan:
     trials: int | None = None         # trials per study (None: the search file's)
     tune_timeout: float | None = None  # seconds per study (None: the search file's)
     sha: str = ""         # git SHA recorded with every unit
+    threads: int | None = None        # --threads (None: the config's, or shared out between workers)
+    cluster: str | None = None        # a Dask scheduler address
+    deterministic: bool = False
+    units_run: int = 0
+    track: str = "none"
+    tracking_uri: str | None = None
+    tracker: Any = None   # bench.tracking.Tracker, made when the run starts
 
     @property
     def tuned(self) -> bool:
@@ -286,14 +255,21 @@ class Plan:
 def make_plan(args: argparse.Namespace) -> Plan:
     """Resolve the config, device and results folder; set threads and determinism."""
     cfg = resolve_config(args)
-    from bench.train import resolve_device, set_deterministic
+    from bench.train import resolve_device
 
     device = resolve_device(args.device)
+    from bench.units import configure_process
+
     cli.set_threads(args.threads, cfg.train.threads)
-    if args.deterministic:
-        set_deterministic(device)
+    configure_process(device, 0, cfg.train.flush_denormal, args.deterministic)
     if args.tune and args.skip_tune:
         raise BenchError("--tune and --skip-tune exclude each other")
+    from bench.tracking import TRACKERS
+
+    if args.track not in TRACKERS:
+        raise BenchError(f"unknown tracker '{args.track}' (choose from {', '.join(TRACKERS)})")
+    if args.tracking_uri and args.track == "none":
+        raise BenchError("--tracking-uri needs --track mlflow")
     tuned = args.tune or args.skip_tune
     folder = RunFolder(args.out if args.out else default_run_dir(cfg.budget, tuned))
     search = None
@@ -303,7 +279,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         search = search_space.load_search(args.search)
     return Plan(cfg=cfg, folder=folder, device=device, data_dir=cli.data_dir(args), cache_dir=cli.cache_dir(args),
                 tune=args.tune, skip_tune=args.skip_tune, storage=args.storage or folder.sqlite_url(),
-                search=search, trials=args.trials, tune_timeout=args.tune_timeout)
+                search=search, trials=args.trials, tune_timeout=args.tune_timeout, threads=args.threads,
+                cluster=args.cluster, deterministic=args.deterministic, track=args.track,
+                tracking_uri=args.tracking_uri)
 
 
 def start_run(plan: Plan, fresh: bool) -> None:
@@ -312,8 +290,12 @@ def start_run(plan: Plan, fresh: bool) -> None:
     if plan.cfg.description:
         log.info("budget '%s': %s", plan.cfg.budget, plan.cfg.description)
     env = environment(plan.device)
+    env["flush_denormal"] = plan.cfg.train.flush_denormal and plan.device.type == "cpu"
     plan.sha = env["git_sha"]
     atomic_write_json(plan.folder.environment_json, env)
+    from bench.tracking import make_tracker
+
+    plan.tracker = make_tracker(plan.track, plan.folder, plan.tracking_uri, plan.cfg, env)
     log.info("device %s, torch %s, %d threads; results in %s", plan.device, env["torch"], env["torch_threads"],
              plan.folder.path)
 
@@ -351,13 +333,31 @@ def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[s
     for name in cfg.models:
         if cfg.model[name].kind == "tfidf":
             continue  # the linear floor has nothing to tune
-        if plan.tune:
+        workers = cfg.jobs or auto_jobs(plan.device.type, plan.trials or plan.search.settings.trials)
+        if plan.tune and workers > 1:  # several Optuna workers on the same storage
+            model_cfgs[name] = tune.tune_in_processes(
+                cfg, dataset, name, plan.folder.path, storage_url=plan.storage, trials=plan.trials,
+                timeout=plan.tune_timeout, device=plan.device, search=plan.search, workers=workers,
+                data_dir=plan.data_dir, cache_dir=plan.cache_dir,
+                threads=threads_per_job(plan.threads, cfg.train.threads, workers))
+        elif plan.tune:
             model_cfgs[name] = tune.tune_model(cfg, data, name, plan.folder.path, storage_url=plan.storage,
                                                trials=plan.trials, timeout=plan.tune_timeout, device=plan.device,
                                                search=plan.search)
         else:
             model_cfgs[name] = tune.best_config(plan.storage, dataset, name, cfg, search=plan.search)
+        if plan.tune:
+            track_study(plan, dataset, name, tune.study_name(cfg, dataset, name, plan.search))
     return model_cfgs
+
+
+def track_study(plan: Plan, dataset: str, model: str, study: str) -> None:
+    """Hand a finished study's trials (as trials.csv has them) to the tracker."""
+    import pandas as pd
+
+    if plan.folder.trials_csv.is_file():
+        trials = pd.read_csv(plan.folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+        plan.tracker.study_finished(dataset, model, trials[trials["study"] == study])
 
 
 def units_to_run(plan: Plan, dataset: str, model_cfgs: dict[str, Config]) -> list[tuple[int, str]]:
@@ -379,15 +379,39 @@ def units_to_run(plan: Plan, dataset: str, model_cfgs: dict[str, Config]) -> lis
 
 
 def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_data: Callable[[], Any]) -> None:
-    """Run every unfinished unit; each finished unit is saved, then the tables are rebuilt."""
+    """Run every unfinished unit (here, in worker processes or on a cluster); each finished unit is
+    saved by this process as it arrives, then the tables are rebuilt."""
     todo = units_to_run(plan, dataset, model_cfgs)
     if not todo:
         return
-    data = load_data()
-    for seed, name in todo:
-        record = run_unit(model_cfgs[name], data, name, seed, plan.device, plan.folder, plan.sha)
+    data = load_data()  # encodes and caches once; workers read the cache
+    cfg = plan.cfg
+    workers = cfg.jobs or auto_jobs(plan.device.type, len(todo))
+    workers = 1 if plan.cluster else min(workers, len(todo))
+    threads = threads_per_job(plan.threads, cfg.train.threads, workers)
+    jobs = assign([UnitJob(cfg=model_cfgs[name], dataset=dataset, model=name, seed=seed, out=plan.folder.path,
+                           data_dir=plan.data_dir, cache_dir=plan.cache_dir, threads=threads,
+                           deterministic=plan.deterministic, sha=plan.sha)
+                   for seed, name in todo], devices_for(plan.device, workers))
+    if workers > 1 or plan.cluster:
+        where = f"Dask scheduler {plan.cluster}" if plan.cluster else f"{workers} worker processes"
+        log.info("%s: %d units on %s, %d torch thread(s) each", dataset, len(jobs), where, threads)
+
+    def save(record: UnitRecord) -> None:
         plan.folder.save_unit(record)
         plan.folder.rebuild_tables()
+        plan.units_run += 1
+        plan.tracker.unit_finished(record)  # after the unit is on disk; a tracking failure loses nothing
+
+    run_units(jobs, save, workers=workers, cluster=plan.cluster, data=data)
+
+
+def record_invocation(plan: Plan, wall_seconds: float) -> None:
+    """Add this invocation's wall time and parallelism to environment.json."""
+    env = plan.folder.environment()
+    env.update(wall_seconds=round(wall_seconds, 1), units_run=plan.units_run, jobs=plan.cfg.jobs or "auto",
+               cluster=plan.cluster or "")
+    atomic_write_json(plan.folder.environment_json, env)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -400,12 +424,15 @@ def execute(args: argparse.Namespace) -> int:
         model_cfgs = tune_stage(plan, dataset, load_data)
         seed_stage(plan, dataset, model_cfgs, load_data)
     plan.folder.rebuild_tables()
-    log.info("all units finished in %.0fs", time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    log.info("all units finished in %.0fs", wall)
+    record_invocation(plan, wall)
     from bench.report import write_report
 
     report = None if args.report.lower() == "none" else Path(args.report)
     written = write_report(plan.folder.path, report)
     log.info("report written: %s", ", ".join(str(p) for p in written))
+    plan.tracker.close(written)
     return 0
 
 

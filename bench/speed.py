@@ -283,10 +283,18 @@ def _warm_up(cfg: Config, name: str, data: EncodedData, split: Split, device: to
         train_fn(model, warm, cfg, lr, device, seed)
 
 
+def _flush(device: torch.device, loop: str, cfg: Config) -> None:
+    """Subnormal floats per loop (CPU): a tutorial loop leaves them on; the harness flushes them to zero
+    as its config says. `harness_subnormal` is the harness with flushing off, to show what it buys."""
+    if device.type == "cpu":
+        torch.set_flush_denormal(loop == "harness" and cfg.train.flush_denormal)
+
+
 def _measure_loop(loop: str, cfg: Config, name: str, data: EncodedData, train_split: Split, eval_split: Split,
                   device: torch.device, seed: int, rep: int) -> Measurement:
     """One repeat of one loop from a fresh model: training rates, evaluation rates, peak memory."""
-    train_fn, eval_fn = LOOPS[loop]
+    _flush(device, loop, cfg)
+    train_fn, eval_fn = LOOPS["harness" if loop == "harness_subnormal" else loop]
     tokens, eval_tokens = int(train_split.lengths.sum()), int(eval_split.lengths.sum())
     model, lr = _fresh_model(cfg, name, data, device, seed)
     tr = train_fn(model, train_split, cfg, lr, device, seed + rep)
@@ -309,13 +317,16 @@ def _timed_repeats(cfg: Config, name: str, data: EncodedData, train_split: Split
     def add(key: str, value: float) -> None:
         m.setdefault(key, []).append(value)
 
+    loops = [*LOOPS, "harness_subnormal"] if device.type == "cpu" else list(LOOPS)
     for rep in range(repeats):
-        for loop in LOOPS:
+        for loop in loops:
             for key, value in _measure_loop(loop, cfg, name, data, train_split, eval_split, device, seed,
                                             rep).items():
                 add(f"{key}_{loop}", value)
         for what in ("train_tokens_per_s", "train_samples_per_s", "eval_tokens_per_s", "eval_samples_per_s"):
             add(f"{what}_ratio", m[f"{what}_harness"][-1] / m[f"{what}_reference"][-1])
+        if "harness_subnormal" in loops:  # what flushing subnormals buys the harness itself
+            add("flush_speedup_ratio", m["train_tokens_per_s_harness"][-1] / m["train_tokens_per_s_harness_subnormal"][-1])
         for loop in ("harness", "reference"):
             add(f"eval_over_train_{loop}", m[f"eval_tokens_per_s_{loop}"][-1] / m[f"train_tokens_per_s_{loop}"][-1])
     return m
@@ -435,6 +446,57 @@ def run_benchmark(cfg: Config, dataset: str, device: torch.device, data_dir: Pat
     return pd.DataFrame([{**env, **r} for r in rows], columns=SPEED_COLUMNS)
 
 
+# ---------------------------------------------------------------- units in parallel
+
+def _units_wall_seconds(cfg: Config, dataset: str, data: EncodedData, models: list[str], seeds: list[int],
+                        workers: int, threads: int, data_dir: Path | None, cache_dir: Path | None) -> float:
+    """Wall seconds of real units (train, validation, test, predictions) through bench.units, as
+    `bench.run --jobs` runs them, into a throw-away folder."""
+    import tempfile
+
+    from bench.units import UnitJob, run_units
+
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+        jobs = [UnitJob(cfg=cfg, dataset=dataset, model=m, seed=s, out=Path(tmp), data_dir=data_dir,
+                        cache_dir=cache_dir, threads=threads) for s in seeds for m in models]
+        start = time.perf_counter()
+        run_units(jobs, lambda record: None, workers=workers, data=data)
+        return time.perf_counter() - start
+
+
+def measure_jobs(cfg: Config, dataset: str, data_dir: Path | None, cache_dir: Path | None, repeats: int,
+                 epochs: int = 1) -> list[Row]:
+    """`--jobs N` with 1 thread each against `--jobs 1` with N threads (N = cores), on the same real
+    units (rnn and attn_rnn, N seeds, `epochs` epochs, the config's own data settings), alternating."""
+    cores = os.cpu_count() or 1
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    models = [m for m in ("rnn", "attn_rnn") if m in cfg.model]
+    seeds = list(range(max(2, cores)))
+    data = prepare(dataset, cfg.data, data_dir, cache_dir)  # encoded once; the workers hit the cache
+    threads_before = torch.get_num_threads()
+    times: dict[str, list[float]] = {"one": [], "many": []}
+    try:
+        for rep in range(repeats):
+            torch.set_num_threads(cores)
+            times["one"].append(_units_wall_seconds(cfg, dataset, data, models, seeds, 1, cores, data_dir, cache_dir))
+            times["many"].append(_units_wall_seconds(cfg, dataset, data, models, seeds, cores, 1, data_dir,
+                                                     cache_dir))
+            log.info("units: --jobs 1 × %d threads %.1fs, --jobs %d × 1 thread %.1fs", cores, times["one"][-1],
+                     cores, times["many"][-1])
+    finally:
+        torch.set_num_threads(threads_before)
+    env = {"dataset": dataset, "max_length": cfg.data.max_length, "examples": len(data.train), "threads": cores}
+    speedup = [a / b for a, b in zip(times["one"], times["many"])]
+    rows = []
+    for metric, values, unit in ((f"units_wall_seconds_jobs1_threads{cores}", times["one"], "s"),
+                                 (f"units_wall_seconds_jobs{cores}_threads1", times["many"], "s"),
+                                 ("jobs_speedup_ratio", speedup, "ratio")):
+        med, lo, hi = _summary(values)
+        rows.append({**env, "model": f"{len(models) * len(seeds)} units ({', '.join(models)}; {epochs} epoch)",
+                     "metric": metric, "median": med, "min": lo, "max": hi, "repeats": len(values), "unit": unit})
+    return rows
+
+
 # ---------------------------------------------------------------- CLI
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -456,6 +518,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--matmul-size", type=int, default=2048,
                    help="side of the square float32 matrices timed for the matmul peak (default 2048)")
     p.add_argument("--seed", type=int, default=0, help="model init / subset seed (default 0)")
+    p.add_argument("--jobs-dataset", default="ag_news",
+                   help="dataset of the --jobs comparison (real units at the config's own length; default "
+                        "ag_news); 'none' skips it")
     p.add_argument("--out", default="results/speed.csv", help="CSV to write (default results/speed.csv)")
     return p.parse_args(argv)
 
@@ -499,6 +564,12 @@ def execute(args: argparse.Namespace) -> int:
              torch.get_num_threads(), torch.__version__, platform.processor() or platform.machine())
     frame = run_benchmark(cfg, args.dataset, device, cli.data_dir(args), cli.cache_dir(args), args.batches,
                           args.repeats, models, args.seed, args.matmul_size)
+    if args.jobs_dataset != "none" and device.type == "cpu":
+        jobs_cfg = load(args.config or budget_path("quick"))  # the budget's own length, as bench.run uses it
+        rows = measure_jobs(jobs_cfg, args.jobs_dataset, cli.data_dir(args), cli.cache_dir(args), args.repeats)
+        env = frame.iloc[0].to_dict()
+        frame = pd.concat([frame, pd.DataFrame([{**env, **r} for r in rows], columns=SPEED_COLUMNS)],
+                          ignore_index=True)
     atomic_write_csv(Path(args.out), frame)
     for m in models:
         log.info("%s: train ratio %.2f×, eval ratio %.2f×, eval/train %.2f×", m,

@@ -178,14 +178,14 @@ class _EpochTrainer:
 
 def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
         device: torch.device, seed: int, desc: str = "",
-        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> FitResult:
+        on_epoch: Callable[[int, EpochRecord], None] | None = None, order_seed: int | None = None) -> FitResult:
     """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
 
     `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes there;
-    an exception it raises ends the fit).
+    an exception it raises ends the fit). The batch order follows `order_seed` (default: `seed`).
     """
     model.to(device)
-    trainer = _EpochTrainer.create(model, data, cfg, lr, device, seed, desc)
+    trainer = _EpochTrainer.create(model, data, cfg, lr, device, seed if order_seed is None else order_seed, desc)
     result = FitResult()
     best_loss, best_state, since_best = math.inf, None, 0
     for epoch in range(1, cfg.epochs + 1):

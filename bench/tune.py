@@ -43,7 +43,7 @@ from bench.search_space import SearchSpace, TuneSettings, apply_params, load_sea
 log = logging.getLogger("bench")
 
 TRIALS_COLUMNS = ["study", "dataset", "model", "number", "state", "value", "params", "params_count",
-                  "epochs_run", "duration_s", "reason", "worker", "retry_of"]
+                  "epochs_run", "duration_s", "reason", "worker", "retry_of", "last_value"]
 
 
 # ----------------------------------------------------------------------------- storage, study
@@ -324,6 +324,15 @@ def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_
 
 # ----------------------------------------------------------------------------- results
 
+def _last_value(trial) -> float:
+    """A trial's final value if it completed, else the last validation accuracy it reported before
+    being pruned or failing (nan when it reported none, e.g. pruned by the parameter cap)."""
+    if trial.state.name == "COMPLETE":
+        return float(trial.value)
+    steps = trial.intermediate_values
+    return float(steps[max(steps)]) if steps else float("nan")
+
+
 def trials_frame(storage, study_names: list[str]):
     """One row per trial of the named studies (see TRIALS_COLUMNS)."""
     import optuna
@@ -348,7 +357,7 @@ def trials_frame(storage, study_names: list[str]):
                          "params": json.dumps(t.params, sort_keys=True),
                          "params_count": t.user_attrs.get("params_count"), "epochs_run": t.user_attrs.get("epochs_run"),
                          "duration_s": duration, "reason": reason, "worker": t.user_attrs.get("worker", ""),
-                         "retry_of": retried_trial_number(t)})
+                         "retry_of": retried_trial_number(t), "last_value": _last_value(t)})
     frame = pd.DataFrame(rows, columns=TRIALS_COLUMNS)
     frame["params_count"] = frame["params_count"].astype("Int64")
     frame["epochs_run"] = frame["epochs_run"].astype("Int64")
@@ -490,6 +499,48 @@ def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
         return apply_params(cfg, model_name, best_params(study))
 
 
+def _tune_worker(cfg: Config, dataset: str, model_name: str, run_dir: Path, storage_url: str, trials: int | None,
+                 timeout: float | None, device: str, search: SearchSpace, worker: int, data_dir: Path | None,
+                 cache_dir: Path | None, threads: int) -> None:
+    """One Optuna worker in its own process: the cached data, then trials until the study is full."""
+    import torch
+
+    from bench.data import prepare
+    from bench.units import configure_process
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    dev = torch.device(device)
+    configure_process(dev, threads, cfg.train.flush_denormal, deterministic=False)
+    data = prepare(dataset, cfg.data, data_dir, cache_dir)
+    tune_model(cfg, data, model_name, run_dir, storage_url=storage_url, trials=trials, timeout=timeout,
+               device=dev, search=search, worker=worker)
+
+
+def tune_in_processes(cfg: Config, dataset: str, model_name: str, run_dir: Path, *, storage_url: str,
+                      trials: int | None, timeout: float | None, device, search: SearchSpace, workers: int,
+                      data_dir: Path | None, cache_dir: Path | None, threads: int) -> Config:
+    """`workers` Optuna workers in loky processes sharing one storage (each with its own sampler
+    seed, as `bench.tune --worker K` processes would be); returns `cfg` with the best trial applied.
+    The study stops at exactly its trial budget whatever the number of workers (see run_study)."""
+    from joblib.externals.loky import get_reusable_executor
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    executor = get_reusable_executor(max_workers=workers, timeout=60, reuse=False)
+    futures = [executor.submit(_tune_worker, cfg, dataset, model_name, Path(run_dir), storage_url, trials, timeout,
+                               str(device), search, k, data_dir, cache_dir, threads) for k in range(workers)]
+    try:
+        for future in futures:
+            future.result()
+    except TerminatedWorkerError:
+        raise BenchError(f"a tuning worker of {dataset}/{model_name} died (killed, or out of memory?); finished "
+                         "trials are in the storage: rerun the same command to continue the study") from None
+    finally:
+        if not all(f.done() for f in futures):
+            executor.shutdown(wait=False, kill_workers=True)
+    return best_config(storage_url, dataset, model_name, cfg, search=search)
+
+
 # ----------------------------------------------------------------------------- worker CLI
 
 
@@ -521,6 +572,7 @@ def execute(args) -> int:
     from bench.config import budget_path, load
     from bench.data import prepare
     from bench.train import resolve_device
+    from bench.units import configure_process
 
     cfg = load(args.config if args.config else budget_path(args.budget))
     if args.model not in cfg.model:
@@ -535,6 +587,7 @@ def execute(args) -> int:
     search.space(args.model)
     device = resolve_device(args.device)
     cli.set_threads(args.threads, cfg.train.threads)
+    configure_process(device, 0, cfg.train.flush_denormal, deterministic=False)
     out = Path(args.out) if args.out else default_run_dir(cfg.budget, tuned=True)  # where bench.run --tune writes
     url = args.storage or RunFolder(out).sqlite_url()
     with opened_storage(url, search.settings):

@@ -10,7 +10,8 @@ from conftest import REPO, cli_env
 
 BENCH = REPO / "bench"
 # files in, markdown / plots / CSV out: never torch, not even lazily inside a function
-RENDERING = ("report", "model_report", "stats_report", "tuning_report", "speed_report", "attention_report", "compare", "stats")
+RENDERING = ("report", "model_report", "stats_report", "tuning_report", "speed_report", "attention_report", "compare", "stats",
+             "paired", "variance_report")
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
@@ -39,7 +40,7 @@ def _bench_graph() -> dict[str, set[str]]:
 
 def test_the_report_path_never_loads_torch():
     code = ("import sys, bench.report, bench.compare, bench.stats_report, bench.tuning_report, "
-            "bench.speed_report, bench.attention_report; "
+            "bench.speed_report, bench.attention_report, bench.paired, bench.variance_report; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), cwd=REPO)
     assert proc.returncode == 0, proc.stderr

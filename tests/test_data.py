@@ -129,3 +129,35 @@ def test_subsample_train_keeps_class_balance_and_leaves_val_and_test_alone(keywo
     again = subsample_train(data, 300, seed=0)
     assert (again.train.rows == small.train.rows).all()  # reproducible
     assert subsample_train(data, 0) is data and subsample_train(data, 10**6) is data
+
+
+def test_split_for_seed_redraws_a_stratified_split_per_seed_only_when_split_varies(keyword_dir, tmp_path):
+    from bench.config import Config
+    from bench.data import resplit, split_for_seed
+
+    data = prepare("imdb", CFG, keyword_dir, tmp_path / "cache")
+    fixed = Config(data=CFG)  # vary = init, order: the split stays at data.split_seed
+    assert split_for_seed(data, fixed, 5) is data
+    varied = Config(data=CFG, vary=["init", "order", "split"])
+    assert split_for_seed(data, varied, CFG.split_seed) is data  # seed 0 under `split` is the prepared split
+    pool = set(data.train.rows) | set(data.val.rows)
+    vals = []
+    for seed in (1, 2):
+        d = split_for_seed(data, varied, seed)
+        assert d.split_seed == seed and (len(d.train), len(d.val), len(d.train_eval)) == (1080, 120, 100)
+        assert np.bincount(d.val.labels).tolist() == [60, 60]  # stratified
+        assert not set(d.train.rows) & set(d.val.rows) and set(d.train.rows) | set(d.val.rows) == pool
+        assert set(d.train_eval.rows) <= set(d.train.rows)
+        # ids travel with their rows; the test split is untouched
+        by_row = np.concatenate([data.train.ids, data.val.ids])[np.argsort(np.concatenate([data.train.rows,
+                                                                                           data.val.rows]))]
+        np.testing.assert_array_equal(d.val.ids, by_row[d.val.rows])  # all 1,200 rows are in the pool
+        assert d.test is data.test
+        again = split_for_seed(data, varied, seed)  # the same for every model at this seed
+        np.testing.assert_array_equal(again.val.rows, d.val.rows)
+        assert split_for_seed(d, varied, seed) is d  # idempotent
+        vals.append(set(d.val.rows))
+    assert vals[0] != vals[1] and vals[0] != set(data.val.rows)
+    # resplit back to the base seed from the pool gives prepare's split (no train_subset)
+    np.testing.assert_array_equal(resplit(split_for_seed(data, varied, 1), CFG, CFG.split_seed).val.rows,
+                                  data.val.rows)

@@ -74,3 +74,32 @@ def test_dataset_title_says_when_training_used_a_subset(tmp_path):
                                                      "imdb": {"train": 22500, "val": 2500}})
     assert folder.dataset_title("ag_news") == "AG News (train: 9,330 of 120,000 rows)"
     assert folder.dataset_title("imdb") == "IMDB"
+
+
+def test_claim_hash_is_the_last_run_column_and_old_unit_files_still_load(tmp_path):
+    assert results.RUN_COLUMNS[-1] == "claim_hash"
+    folder = RunFolder(tmp_path / "run")
+    record = UnitRecord(RunRecord("imdb", "rnn", 0, test_acc=0.8, claim_hash="abc123def456"), [_epoch(1, 0.7)])
+    folder.save_unit(record)
+    assert folder.load_unit("imdb", "rnn", 0).run.claim_hash == "abc123def456"
+    raw = json.loads(folder.unit_path("imdb", "rnn", 0).read_text())
+    del raw["run"]["claim_hash"]  # a unit written before the field existed
+    folder.unit_path("imdb", "rnn", 0).write_text(json.dumps(raw))
+    old = folder.load_unit("imdb", "rnn", 0)
+    assert old is not None and old.run.claim_hash is None and old.run.test_acc == 0.8
+    runs, _ = folder.rebuild_tables()
+    assert list(runs.columns)[-1] == "claim_hash" and runs["claim_hash"].isna().all()
+
+
+def test_claim_declared_reads_config_json(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert not folder.claim_declared()  # no config.json
+    cfg = config.load(config.budget_path("quick"))
+    results.atomic_write_json(folder.config_json, cfg.to_dict())
+    assert folder.claim_declared()
+    old = cfg.to_dict()
+    del old["claim"], old["vary"]  # a config.json from before claims and `vary`
+    results.atomic_write_json(folder.config_json, old)
+    assert not folder.claim_declared()
+    back = folder.stored_config()
+    assert back.claim is None and back.vary == ["init", "order"]

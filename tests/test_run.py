@@ -36,7 +36,9 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     report = (tmp_path / "REPORT.md").read_text()
     assert "| attn_rnn |" in report and "Verdict" in report
     brief = report.split("## The answer in brief")[1].split("## Setup")[0]  # the verdicts open the report
-    assert "Attention lifts validation accuracy" in brief and "Attention reduces overfitting" in brief
+    assert "attn_rnn has higher test accuracy than rnn" in brief and "attn_rnn overfits less than rnn" in brief
+    assert "default claim" in report  # the tiny config declares none
+    assert "Confirmatory (the claim)" in report and "Overfitting, without the stopping confound" in report
     assert (out / "plots" / "imdb_curves.png").stat().st_size > 1000
     assert (out / "plots" / "imdb_gap.png").exists()
     attention = json.loads((out / "attention" / "imdb__attn_rnn__seed0.json").read_text())
@@ -121,7 +123,7 @@ def test_bad_options_are_one_line_errors(tmp_path, tiny_config, keyword_dir, ext
 
 def test_unknown_budget_is_a_one_line_error(tmp_path):
     proc = run_cli("--budget", "huge", "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "unknown budget 'huge' (choose from ablation, full, quick)" in proc.stderr
+    assert proc.returncode == 2 and "unknown budget 'huge' (choose from ablation, full, quick, variance)" in proc.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -228,3 +230,37 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     again = run_cli(*args, "--skip-tune")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already finished, skipped") == 2
+
+
+# ----------------------------------------------------------------------------- the folder check
+
+
+def test_a_changed_or_added_claim_is_refused_and_old_folders_resume_under_the_defaults(tmp_path):
+    from bench import config
+    from bench.run import prepare_out_dir
+
+    cfg = config.load(config.budget_path("quick"))
+    folder = results.RunFolder(tmp_path / "out")
+    prepare_out_dir(folder, cfg)
+    stored = json.loads(folder.config_json.read_text())
+    assert stored["claim"]["metrics"] == {"gap_matched": "lower", "test_acc": "higher"}
+    prepare_out_dir(folder, cfg)  # the same claim: fine
+    changed = config.load(config.budget_path("quick"))
+    changed.claim.metrics = {"test_acc": "higher"}
+    with pytest.raises(config.BenchError, match="'claim.metrics.gap_matched' differs"):
+        prepare_out_dir(folder, changed)
+    changed = config.load(config.budget_path("quick"))
+    changed.vary = ["init"]
+    with pytest.raises(config.BenchError, match="'vary' differs"):
+        prepare_out_dir(folder, changed)
+    # a folder made before `claim` and `vary` existed resumes under the defaults (no claim, init + order) ...
+    old = config.load(config.budget_path("quick"))
+    old.claim, old.vary = None, ["order", "init"]
+    raw = old.to_dict()
+    del raw["claim"], raw["vary"]
+    results.atomic_write_json(folder.config_json, raw)
+    prepare_out_dir(folder, old)
+    # ... but declaring a claim on results that already exist is refused
+    results.atomic_write_json(folder.config_json, raw)
+    with pytest.raises(config.BenchError, match="'claim' differs"):
+        prepare_out_dir(folder, cfg)

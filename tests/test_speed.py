@@ -54,13 +54,19 @@ def test_speed_benchmark_writes_csv_and_section(tmp_path):
     out = tmp_path / "results" / "speed.csv"
     proc = run_cli("--dataset", "imdb", "--device", "cpu", "--config", str(cfg), "--data-dir", str(data_dir),
                    "--cache-dir", str(tmp_path / "cache"), "--max-length", "40", "--batches", "3",
-                   "--repeats", "2", "--matmul-size", "256", "--out", str(out), module="bench.speed", timeout=120)
+                   "--repeats", "2", "--matmul-size", "256", "--out", str(out), "--jobs-dataset", "imdb",
+                   module="bench.speed", timeout=300)
     assert proc.returncode == 0, proc.stderr
-    frame = pd.read_csv(out)
-    assert list(frame.columns) == SPEED_COLUMNS
+    full = pd.read_csv(out)
+    assert list(full.columns) == SPEED_COLUMNS
+    units = full[full["metric"].str.startswith(("units_wall_seconds", "jobs_speedup"))]
+    frame = full.drop(units.index)
     assert set(frame["model"]) == {"all", "rnn", "attn_rnn", "transformer"}
     assert (frame["device"] == "cpu").all() and (frame["max_length"] == 40).all()
     assert (frame["examples"] == 48).all()
+    # the --jobs comparison: real units at the config's own length, one process vs one per core
+    assert len(units) == 3 and (units["max_length"] == 48).all() and (units["repeats"] == 2).all()
+    assert (units["median"] > 0).all() and "jobs_speedup_ratio" in set(units["metric"])
     for model in ("rnn", "attn_rnn", "transformer"):
         rows = frame[frame["model"] == model].set_index("metric")
         for loop in ("harness", "reference"):
@@ -69,6 +75,8 @@ def test_speed_benchmark_writes_csv_and_section(tmp_path):
                 assert row["repeats"] == 2 and 0 < row["min"] <= row["median"] <= row["max"]
         assert rows.loc["train_tokens_per_s_ratio", "median"] > 0
         assert rows.loc["eval_over_train_harness", "median"] > 0
+        assert rows.loc["train_tokens_per_s_harness_subnormal", "repeats"] == 2  # flushing off, same repeats
+        assert rows.loc["flush_speedup_ratio", "median"] > 0
         assert rows.loc["padding_fraction_reference", "median"] >= rows.loc["padding_fraction_harness", "median"]
     tr = frame[frame["model"] == "transformer"].set_index("metric")
     assert tr.loc["train_gflops_per_s_harness", "median"] > 0 and tr.loc["peak_fraction_harness", "median"] > 0
@@ -80,6 +88,7 @@ def test_speed_benchmark_writes_csv_and_section(tmp_path):
     text = speed_report.speed_section(out, report_dir, plots)
     assert text.startswith("## Speed") and "| transformer | **ratio** |" in text
     assert "of peak" in text and "cache hit" in text and ("met" in text or "missed" in text)
+    assert "| rnn | " in text and "subnormals kept" in text and "Units in parallel (`bench.run --jobs`)" in text
     assert "indicative only" in text  # max length 40 is not the targets' 400
     assert "](../results/plots/speed.png)" in text
     assert (plots / "speed.png").stat().st_size > 1000

@@ -94,3 +94,16 @@ def test_cuda_training_with_amp_learns(keyword_data):
     model = build_model(MODELS["attn_rnn"], keyword_data.vocab_size, 2, DATA.max_length)
     fit(model, keyword_data, TrainConfig(epochs=5, batch_size=32), lr=1e-2, device=torch.device("cuda"), seed=0)
     assert evaluate(model, keyword_data.test, torch.device("cuda"), 128).acc > 0.9
+
+
+def test_order_seed_sets_the_batch_order_apart_from_the_init_seed(keyword_data):
+    def losses(order_seed):
+        seed_everything(0)  # the same initialisation every time
+        model = build_model(MODELS["rnn"], keyword_data.vocab_size, keyword_data.num_classes, DATA.max_length)
+        cfg = TrainConfig(epochs=1, batch_size=32, lr=1e-2, patience=1)
+        kwargs = {} if order_seed is None else {"order_seed": order_seed}
+        fitted = fit(model, keyword_data, cfg, lr=1e-2, device=torch.device("cpu"), seed=0, **kwargs)
+        return fitted.history[0].train_loss
+
+    assert losses(None) == losses(0)  # the default is the seed
+    assert losses(3) != losses(0)

@@ -159,6 +159,8 @@ def test_param_cap_prunes_before_training_with_reason(tmp_path, tiny_config, key
     assert "Parameter cap **6,000**" in md and f"{len(capped)} over the parameter cap" in md
     assert "a stratified subset of **600 of the 1,080** training texts" in md  # the tuning subset is stated
     assert "](run/plots/tuning_imdb_rnn.png)" in md
+    assert capped["last_value"].isna().all()  # never trained: no value to count
+    assert pd.read_csv(tmp_path / "run" / "expected_best.csv")["study"].nunique() == 1
     assert (tmp_path / "run" / "plots" / "tuning_imdb_rnn.png").stat().st_size > 1000
     # the best configuration can be read back from the storage alone (a seed stage after workers)
     again = tune.best_config(RunFolder(tmp_path / "run").sqlite_url(), "imdb", "rnn", cfg, search=search)
@@ -363,6 +365,27 @@ def test_expected_max_matches_enumeration_of_all_draws():
     assert tuning_report.expected_max(values, 1)[0] == pytest.approx(np.mean(values))
     with pytest.raises(ValueError):
         tuning_report.expected_max([], 1)
+
+
+def test_expected_best_curve_counts_pruned_trials_at_their_last_value_both_ways():
+    import numpy as np
+
+    frame = pd.DataFrame({"state": ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED", "PRUNED", "FAIL"],
+                          "value": [0.80, 0.86, np.nan, np.nan, np.nan, np.nan],
+                          "last_value": [0.80, 0.86, 0.61, np.nan, 0.65, 0.5],  # nan: pruned by the cap, untrained
+                          "reason": ["", "", "pruned by the median pruner after epoch 1 (val acc 0.61)",
+                                     "5,000,000 parameters exceed the cap", "", "diverged"]})
+    done, with_pruned = tuning_report.trial_values(frame)
+    assert sorted(done) == [0.80, 0.86] and sorted(with_pruned) == [0.61, 0.65, 0.80, 0.86]
+    old = frame.drop(columns="last_value")  # a trials.csv from before the column: read from the reason
+    assert sorted(tuning_report.trial_values(old)[1]) == [0.61, 0.80, 0.86]
+    curve = tuning_report.expected_best_curve(frame, "s")
+    assert list(curve.columns) == tuning_report.EXPECTED_BEST_COLUMNS
+    first = curve.iloc[0]
+    assert first["completed_mean"] == pytest.approx(0.83) and first["with_pruned_mean"] == pytest.approx(0.73)
+    assert (curve["with_pruned_mean"] <= curve["completed_mean"] + 1e-12).all()  # pruned trials pull the low end down
+    md = "\n".join(tuning_report.expected_max_table(curve))
+    assert "completed only" in md and "with pruned at last value" in md and "expected_best.csv" in md
 
 
 

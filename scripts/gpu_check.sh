@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The whole GPU check of issue 15 in ONE command of at most ~9.5 minutes, on a bare GPU machine:
+#   1. install the carried wheels (datasets, optuna and what they need that is not there) into
+#      $WORK/site, and record the machine: GPU, driver, CUDA, cuDNN, torch and package versions;
+#   2. the CUDA tests: pytest -m cuda tests/test_cuda.py;
+#   3. python -m bench.speed --device cuda (harness against the plain loop, at 400 tokens, full.toml's models);
+#   4. the `full` budget (configs/full.toml: IMDB and AG News, rnn / attn_rnn / transformer + tfidf,
+#      its 5 seeds) with --jobs auto (4 units per GPU), AG News first (it takes seconds);
+#   5. more paired seeds (EXTRA_SEEDS, 5..9) into the same run folder while time is left;
+#   6. python -m bench.report on the run folder, then everything packed into $OUT.
+# Each stage runs under `timeout -s INT` (Ctrl-C for bench: finished units are saved; the stage is
+# recorded with exit 124), cut to the time left, so something always comes back. Units resume: running the script again on the
+# same warm machine (same $WORK) continues the run instead of starting it over.
+#
+# Before the call, HERE: `bash scripts/gpu_prepare.sh` (wheels -> .gpu/wheels, data -> .gpu/data,
+# size check). The device call: carry [".gpu"], timeout_s 600, command `bash scripts/gpu_check.sh`.
+#
+# What comes back ($OUT may return at most 8 files, 2 folders deep, 16 MiB each, so the run folder
+# travels packed; the run itself lives in $WORK):
+#   gpu_check.log                  the whole console transcript
+#   summary.txt                    machine, versions, per-stage exit codes and seconds, per-model means
+#   speed.csv                      bench.speed's CSV (tokens/s, harness/plain ratios, memory, GFLOP/s)
+#   full-cuda.tar.gz               the run folder (runs.csv, epochs.csv, units/, REPORT.md, plots/, ...)
+#                                  without predictions/ and attention/, which are in:
+#   full-cuda-pred-imdb.tar.gz, full-cuda-pred-ag_news.tar.gz
+#   logs.tar.gz                    per-stage logs, pytest junit XML, nvidia-smi samples every 5 s
+# Unpack with: tar -C results -xzf full-cuda.tar.gz; for f in full-cuda-pred-*.tar.gz; do tar -C results -xzf $f; done
+#
+# Environment (defaults are the GPU run; scripts/gpu_dryrun.sh sets them for a CPU dry run):
+#   DEVICE=cuda  CONFIG=configs/full.toml  EPOCHS= (the config's)  DATASETS=ag_news,imdb
+#   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto
+#   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
+#   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (report + packing)
+#   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+T0=$(date +%s)
+
+DEVICE="${DEVICE:-cuda}"
+CONFIG="${CONFIG:-configs/full.toml}"
+EPOCHS="${EPOCHS:-}"
+DATASETS="${DATASETS:-ag_news,imdb}"
+SEEDS="${SEEDS:-}"
+EXTRA_SEEDS="${EXTRA_SEEDS:-5,6,7,8,9}"
+JOBS="${JOBS:-auto}"
+DATA_DIR="${DATA_DIR:-.gpu/data}"
+WHEEL_DIR="${WHEEL_DIR:-.gpu/wheels}"
+WORK="${WORK:-/tmp/gpu_check}"
+OUT="${OUT:-$WORK/out}"
+BUDGET_S="${BUDGET_S:-560}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-120}"
+SPEED_TIMEOUT="${SPEED_TIMEOUT:-120}"
+RESERVE_S="${RESERVE_S:-45}"
+SPEED_CONFIG="${SPEED_CONFIG:-$CONFIG}"
+SPEED_ARGS="${SPEED_ARGS:---batches 100}"
+PY="${PYTHON:-python3}"
+RUN_TESTS="${RUN_TESTS:-1}"
+
+mkdir -p "$OUT" "$WORK/logs" && OUT="$(cd "$OUT" && pwd)" && WORK="$(cd "$WORK" && pwd)"
+DATA_DIR="$(cd "$DATA_DIR" 2>/dev/null && pwd || echo "$DATA_DIR")"
+RUN="$WORK/full-cuda"
+STAGES="$WORK/stages.tsv"
+: > "$STAGES"
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+TEE_PID=$!
+
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export BENCH_CACHE_DIR="$WORK/cache" HF_HOME="$WORK/hf"
+export PYTHONPATH="$REPO:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+
+say() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
+left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
+
+pack() {  # everything that should come back, in at most 7 files under $OUT (written then renamed)
+    local tmp="$OUT/.pack.tmp"
+    tar -C "$WORK" -czf "$tmp" logs stages.tsv 2>/dev/null && mv "$tmp" "$OUT/logs.tar.gz"
+    [ -d "$RUN" ] || return 0
+    tar -C "$WORK" -czf "$tmp" --exclude=full-cuda/predictions --exclude=full-cuda/attention full-cuda \
+        && mv "$tmp" "$OUT/full-cuda.tar.gz"
+    local ds files
+    for ds in imdb ag_news; do
+        files=$(cd "$WORK" && ls -d full-cuda/predictions/"${ds}"__* full-cuda/attention/"${ds}"__* 2>/dev/null)
+        [ -n "$files" ] || continue
+        # shellcheck disable=SC2086
+        (cd "$WORK" && tar -czf "$tmp" $files) && mv "$tmp" "$OUT/full-cuda-pred-$ds.tar.gz"
+    done
+    rm -f "$tmp"
+}
+
+stage() {  # stage NAME CAP_SECONDS COMMAND...: run under a timeout cut to the time left, log, record, pack
+    local name=$1 cap=$2; shift 2
+    local avail=$(( $(left) - RESERVE_S )) t rc start
+    t=$(( cap < avail ? cap : avail ))
+    if [ "$t" -lt 20 ]; then
+        say "$name: skipped, ${avail}s left before the reserve"
+        printf '%s\tskipped\t0\n' "$name" >> "$STAGES"
+        return 1
+    fi
+    say "$name (timeout ${t}s): $*"
+    start=$(date +%s)
+    timeout -s INT -k 20 "$t" "$@" 2>&1 | tee "$WORK/logs/$name.log"
+    rc=${PIPESTATUS[0]}
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" >> "$STAGES"
+    say "$name: exit $rc after $(( $(date +%s) - start ))s$([ "$rc" = 124 ] && echo ' (timed out; finished units are kept)')"
+    pack
+    return "$rc"
+}
+
+say "gpu_check: device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS" \
+    "jobs=$JOBS epochs=${EPOCHS:-config} budget=${BUDGET_S}s out=$OUT work=$WORK"
+
+# ---------------------------------------------------------------- 1. wheels and the machine
+SMI_PID=""
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi | tee "$WORK/logs/nvidia-smi.txt"
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,memory.total,power.draw,clocks.sm \
+        --format=csv -l 5 > "$WORK/logs/nvidia-smi-samples.csv" 2>/dev/null &
+    SMI_PID=$!
+fi
+if ls "$WHEEL_DIR"/*.whl >/dev/null 2>&1; then
+    say "installing $(ls "$WHEEL_DIR"/*.whl | wc -l) wheels from $WHEEL_DIR into $WORK/site"
+    "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target "$WORK/site" "$WHEEL_DIR"/*.whl 2>&1 | tail -5
+    [ "${PIPESTATUS[0]}" = 0 ] || say "WARNING: the wheel install failed (see above)"
+else
+    say "no wheels in $WHEEL_DIR: using what is installed (run scripts/gpu_prepare.sh here and carry .gpu)"
+fi
+"$PY" - "$DEVICE" <<'PY' 2>&1 | tee "$WORK/logs/environment.txt"
+import importlib.metadata as md
+import platform
+import sys
+
+print("python", platform.python_version(), sys.executable, "|", platform.platform())
+for name in ("torch", "numpy", "pandas", "pyarrow", "datasets", "optuna", "fsspec", "huggingface-hub", "tokenizers",
+             "scikit-learn", "scipy", "statsmodels", "joblib", "sqlalchemy", "dill", "multiprocess"):
+    try:
+        print(f"  {name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        print(f"  {name} MISSING")
+try:  # what datasets and optuna need that is not met (pip --no-deps checks nothing)
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    for top in ("datasets", "optuna", "alembic", "multiprocess"):
+        for line in md.requires(top) or []:
+            req = Requirement(line)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            try:
+                have = md.version(req.name)
+            except md.PackageNotFoundError:
+                print(f"  UNMET {top}: {req} (missing)")
+                continue
+            if req.specifier and Version(have) not in req.specifier:
+                print(f"  UNMET {top}: {req} (have {have})")
+except Exception as exc:  # a report only
+    print("  requirement check skipped:", type(exc).__name__, exc)
+import torch
+
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(),
+      "cuda available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        print(f"  gpu{i} {p.name}, {p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs, "
+              f"capability {p.major}.{p.minor}, bf16 {torch.cuda.is_bf16_supported()}")
+elif sys.argv[1] == "cuda":
+    print("WARNING: --device cuda requested but CUDA is not available")
+import datasets, optuna  # noqa: E401  the carried packages import
+print("imports ok: datasets", datasets.__version__, "optuna", optuna.__version__)
+PY
+if [ ! -f "$DATA_DIR/imdb/train.parquet" ] && [[ "$DATASETS" == *imdb* ]]; then
+    say "ERROR: no $DATA_DIR/imdb/train.parquet: run scripts/gpu_prepare.sh here and carry .gpu"
+fi
+printf '%s\t%s\t%s\n' setup 0 "$(( $(date +%s) - T0 ))" >> "$STAGES"
+
+# ---------------------------------------------------------------- 2. CUDA tests
+if [ "$RUN_TESTS" = 1 ]; then
+    stage cuda-tests "$TEST_TIMEOUT" "$PY" -m pytest -p no:cacheprovider -m cuda tests/test_cuda.py -rs \
+        --junitxml="$WORK/logs/pytest-cuda.xml"
+fi
+
+# ---------------------------------------------------------------- 3. speed
+stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVICE" --config "$SPEED_CONFIG" \
+    --data-dir "$DATA_DIR" --out "$OUT/speed.csv" $SPEED_ARGS
+
+# ---------------------------------------------------------------- 4-5. the full budget, then more seeds
+RUN_ARGS=(--config "$CONFIG" --models all --dataset "$DATASETS" --device "$DEVICE" --jobs "$JOBS"
+          --data-dir "$DATA_DIR" --out "$RUN" --report none)
+[ -n "$EPOCHS" ] && RUN_ARGS+=(--epochs "$EPOCHS")
+BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
+if stage full "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}"; then
+    if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
+        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --seeds "$EXTRA_SEEDS"
+    fi
+fi
+
+# ---------------------------------------------------------------- 6. report, summary, packing
+if [ -f "$RUN/runs.csv" ]; then
+    RESERVE_S=10 stage report 60 "$PY" -m bench.report "$RUN"
+fi
+[ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null
+{
+    echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - T0 ))s in all, budget ${BUDGET_S}s)"
+    echo "commit (from gpu_prepare.sh): $(tr '\n' ' ' < .gpu/GIT_SHA 2>/dev/null || echo unknown)"
+    echo "device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS jobs=$JOBS epochs=${EPOCHS:-config}"
+    echo; echo "stage	exit	seconds  (124 = timed out, units finished before it are kept)"; cat "$STAGES"
+    echo; cat "$WORK/logs/environment.txt" 2>/dev/null
+    echo; grep -h "passed\|failed\|skipped\|error" "$WORK/logs/cuda-tests.log" 2>/dev/null | tail -3
+    if [ -f "$RUN/runs.csv" ]; then
+        echo; "$PY" - "$RUN" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+run = Path(sys.argv[1])
+runs = pd.read_csv(run / "runs.csv")
+ok = runs[runs["status"] == "ok"]
+print(f"units: {len(runs)} ({len(ok)} ok); seeds with every model, per dataset:",
+      {ds: int((g.groupby("seed")["model"].nunique() == runs["model"].nunique()).sum()) for ds, g in ok.groupby("dataset")})
+table = ok.groupby(["dataset", "model"]).agg(n=("seed", "size"), test_acc=("test_acc", "mean"),
+                                              train_tok_s=("train_tokens_per_s", "mean"),
+                                              unit_wall_s=("wall_seconds", "mean"), epochs=("epochs_run", "mean"))
+print(table.round(4).to_string())
+env = json.loads((run / "environment.json").read_text())
+print("environment.json:", {k: env.get(k) for k in ("gpu", "cuda", "cudnn", "torch", "wall_seconds", "units_run", "jobs")})
+PY
+    fi
+    if [ -f "$OUT/speed.csv" ]; then
+        echo; "$PY" - "$OUT/speed.csv" <<'PY'
+import sys
+
+import pandas as pd
+
+s = pd.read_csv(sys.argv[1])
+keep = s["metric"].str.contains("tokens_per_s|ratio|memory|gflops", regex=True)
+print(s.loc[keep, ["model", "metric", "median", "unit"]].to_string(index=False))
+PY
+    fi
+} > "$WORK/summary.txt" 2>&1
+cp "$WORK/summary.txt" "$OUT/summary.txt"
+pack
+say "done; \$OUT holds:"; ls -la "$OUT"
+for f in "$OUT"/*; do
+    [ "$(stat -c %s "$f")" -le $(( 16 * 1024 * 1024 )) ] || say "WARNING: $f is over 16 MiB and will not come back"
+done
+cat "$OUT/summary.txt"
+exec >&- 2>&-; wait "$TEE_PID" 2>/dev/null  # let the transcript reach $OUT before the call returns
