@@ -47,8 +47,11 @@ def attention_section(run_dir: Path, report_dir: Path, dataset: str) -> str:
         return ""
     path = files[0]
     record = json.loads(path.read_text())
-    names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
     examples = record["examples"]
+    # class names: datasets.json (any dataset), else the built-in list (folders made before it held them)
+    names = list(folder.datasets_info().get(dataset, {}).get("label_names") or CLASS_NAMES.get(dataset, []))
+    k = max([int(c) + 1 for c in record["top_words"]] + [max(e["label"], e["pred"]) + 1 for e in examples] + [0])
+    names += [str(i) for i in range(len(names), k)]
     fig, axes = plt.subplots(len(examples), 1, figsize=(11, 1.9 * len(examples)), squeeze=False)
     for ax, ex in zip(axes[:, 0], examples):
         _heatmap(ex, names, ax)

@@ -70,17 +70,70 @@ def set_threads(requested: int | None, config_threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup (a running Optuna trial marked failed,
+    worker processes stopped, temporary files removed) happens the same way."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C / SIGTERM with its traceback; keep the one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def unreadable_files_are_one_line(execute: Callable[[argparse.Namespace], int], what: str
+                                  ) -> Callable[[argparse.Namespace], int]:
+    """For the commands that only read files (report, compare): a file in the folder that cannot be
+    parsed (corrupt JSON, CSV or gzip, text where a number belongs) is a BenchError, not a traceback."""
+    import zlib
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return execute(args)
+        except (ValueError, EOFError, zlib.error) as exc:
+            raise BenchError(f"{what}: a file could not be read ({type(exc).__name__}: "
+                             f"{_one_line(exc)[:200]})") from None
+
+    return wrapped
+
+
 def cli_main(parse_args: Callable[[list[str] | None], argparse.Namespace],
              execute: Callable[[argparse.Namespace], int], argv: list[str] | None, interrupted: str) -> int:
-    """The shared entry of every command: BenchError → one line + exit 2, Ctrl-C → `interrupted`
-    + exit 130 (finished work is already on disk)."""
+    """The shared entry of every command: BenchError → one line + exit 2; an operating-system error
+    (disk full, read-only or missing path) → one line + exit 2; Ctrl-C → `interrupted` + exit 130,
+    SIGTERM → the same + exit 143 (finished work is already on disk)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NoInterruptTraceback())
     args = parse_args(argv)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return execute(args)
     except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # ENOSPC, EACCES, EROFS, ...: the atomic writes left every file whole
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or _one_line(exc)}{where}; files already written are intact", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"terminated: {interrupted}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130

@@ -1,7 +1,8 @@
 """`python -m bench.compare results/<run>`: paired statistics of a finished (or partial) run.
 
 The file side of `bench.stats`: `analyse` reads a run folder (runs.csv, epochs.csv, predictions/,
-config.json with its claim) and measures, writing nothing; `write_tables` writes comparisons.csv,
+config.json with its claim) and measures, writing nothing (the command first checks runs.csv and
+epochs.csv against units/ and rebuilds a table that disagrees); `write_tables` writes comparisons.csv,
 model_summary.csv, length_bins.csv, length_bins_by_seed.csv and gap_by_epoch.csv into it; the
 command does both and prints a compact table. The report's "Statistical comparison" section is
 drawn from the same tables.
@@ -17,7 +18,7 @@ import pandas as pd
 
 from bench import stats
 from bench.config import ClaimConfig
-from bench.cli import OneLineParser, cli_main
+from bench.cli import OneLineParser, cli_main, unreadable_files_are_one_line
 from bench.results import RunFolder, atomic_write_csv
 
 
@@ -86,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def execute(args: argparse.Namespace) -> int:
     """Measure, write the tables, print them."""
     folder = RunFolder(args.run_dir)
+    folder.verify_tables()  # a runs.csv that disagrees with units/ is rebuilt from them, never trusted
     tables = analyse(folder.path)
     write_tables(folder.path, tables)
     table = tables.comparisons
@@ -107,7 +109,8 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, execute, argv, interrupted="the statistics tables may be incomplete; rerun the command")
+    return cli_main(parse_args, unreadable_files_are_one_line(execute, "cannot compute the statistics"), argv,
+                    interrupted="the statistics tables may be incomplete; rerun the command")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,80 @@ class DataConfig:
     split_seed: int = 0          # the validation split is the same for every model and seed
     train_subset: int = 0        # use only this many training rows (0 = all), for quick budgets
     train_eval_size: int = 2000  # eval-mode train subset that measures the overfitting gap
+
+
+@dataclass
+class DatasetConfig:
+    """How to read a dataset that is not built in: [dataset.NAME] in a config (NAME is its name in
+    file names and the report), or made by `--dataset FILE_OR_HUB_ID` (see `use_dataset`)."""
+    source: str = ""             # hub id (org/name), a .csv / .jsonl / .parquet file, a folder of <split>.<ext>
+                                 # files, or a DatasetDict.save_to_disk folder ("" = NAME, as a hub id)
+    subset: str = ""             # the hub dataset's configuration, when it has several (e.g. nyu-mll/glue's "sst2")
+    text_column: str = "text"
+    label_column: str = "label"
+    train_split: str = "train"   # a single file is this split
+    test_split: str = ""         # "" = the source's "test" split, else one carved from train (test_fraction)
+    test_fraction: float = 0.2   # share of train carved (stratified, fixed seed) when there is no test split
+    label_names: list[str] = field(default_factory=list)  # by label id ([] = the ClassLabel names, else "0", "1", ...);
+                                 # string labels are mapped to their position here
+    title: str = ""              # the report's name for it ("" = the hub id, or NAME for local files)
+
+
+DATASET_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")    # org/name
+
+
+def is_local_source(source: str) -> bool:
+    """Whether a dataset source names a local file or folder (else a Hugging Face hub id)."""
+    return (Path(source).expanduser().exists() or source.lower().endswith(DATASET_SUFFIXES)
+            or source.startswith(("/", ".", "~")))
+
+
+def dataset_name(source: str) -> str:
+    """The name a hub id or a path runs under (file names, report): 'org/name' → 'org--name', a
+    file → its stem, a folder → its name; made safe for file names (`check_name`): other characters
+    become '_', at most 64."""
+    if is_local_source(source):
+        path = Path(source).expanduser().resolve()
+        base = path.stem if path.suffix.lower() in DATASET_SUFFIXES else path.name
+    else:
+        base = source.replace("/", "--")
+    name = re.sub(r"_{2,}", "_", re.sub(r"[^A-Za-z0-9_-]", "_", base)).strip("_-")
+    return name[:64].rstrip("_-") or "dataset"
+
+
+def use_dataset(cfg: "Config", value: str) -> str:
+    """The name `value` (a --dataset item or a `datasets` entry) runs under: a built-in name or a
+    [dataset.NAME] table's NAME as is; a local path or an org/name hub id gets a [dataset.NAME]
+    entry (named by `dataset_name`, the path made absolute), so how to read it travels with the
+    config (config.json, worker processes)."""
+    if value in DATASETS or value in cfg.dataset:
+        return value
+    local = is_local_source(value)
+    if not local and not HUB_ID.fullmatch(value):
+        raise BenchError(f"unknown dataset '{value}' (built in: {', '.join(DATASETS)}; else a CSV / JSONL / parquet "
+                         f"file or folder, a hub id such as stanfordnlp/sst2, or a [dataset.{value}] table)")
+    source = str(Path(value).expanduser().resolve()) if local else value
+    name = dataset_name(value)
+    if name in DATASETS or name in cfg.dataset and cfg.dataset[name].source != source:
+        raise BenchError(f"dataset '{value}' would run as '{name}', a name already taken; describe it in a "
+                         "[dataset.NAME] table with another NAME")
+    cfg.dataset.setdefault(name, DatasetConfig(source=source))
+    return name
+
+
+def set_columns(cfg: "Config", text_column: str | None, label_column: str | None) -> None:
+    """--text-column / --label-column: set on every non-built-in dataset of the run."""
+    if not text_column and not label_column:
+        return
+    names = [d for d in cfg.datasets if d in cfg.dataset]
+    if not names:
+        raise BenchError("--text-column / --label-column need a --dataset that is a file or a hub dataset "
+                         f"(the built-in {', '.join(DATASETS)} have their own columns)")
+    for name in names:
+        spec = cfg.dataset[name]
+        spec.text_column = text_column or spec.text_column
+        spec.label_column = label_column or spec.label_column
 
 
 @dataclass
@@ -140,9 +216,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: dict[str, ModelConfig] = field(default_factory=dict)
+    dataset: dict[str, DatasetConfig] = field(default_factory=dict)  # [dataset.NAME]: datasets not built in
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["dataset"]:  # no such table: config.json stays as it was before [dataset.NAME] existed
+            del out["dataset"]
+        return out
 
     def unit_hash(self, model_name: str) -> str:
         """Hash of everything that decides one model's result except the seed and dataset."""
@@ -202,11 +282,47 @@ def _positive(key: str, value: float) -> None:
         raise BenchError(f"config key '{key}' must be positive, got {value}")
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
+MAX_SEED = 2**32 - 1   # NumPy's seed range
+MAX_EPOCHS = 10_000
+
+
+def check_name(name: Any, what: str) -> None:
+    """A name that becomes part of a file or folder name (model, budget): letters, digits, '_' and
+    '-', starting and ending with a letter or digit, without '__' (the unit-file separator)."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or "__" in name:
+        raise BenchError(f"{what} {name!r} is not a safe name (letters, digits, '_' and '-', at most 64, starting "
+                         "and ending with a letter or digit, no '__'): it becomes part of file names")
+
+
+def _check_finite(cfg: Config) -> None:
+    """Every float setting is a finite number (inf / nan in TOML pass every range check otherwise)."""
+    sections = [("data.", cfg.data), ("train.", cfg.train), *((f"model.{n}.", m) for n, m in cfg.model.items())]
+    if cfg.claim is not None:
+        sections.append(("claim.", cfg.claim))
+    for prefix, section in sections:
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BenchError(f"config key '{prefix}{f.name}' must be a finite number, got {value}")
+
+
+def _no_duplicates(key: str, values: list[Any]) -> None:
+    if len(set(values)) != len(values):
+        raise BenchError(f"config key '{key}' has duplicates: {values}")
+
+
 def validate(cfg: Config) -> Config:
     """Reject impossible values with a message naming the key; changes nothing (returns `cfg`)."""
-    for name in cfg.datasets:
-        if name not in DATASETS:
-            raise BenchError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    check_name(cfg.budget, "config key 'budget'")
+    for name in cfg.model:
+        check_name(name, "model name")
+    _check_finite(cfg)
+    if not cfg.datasets:
+        raise BenchError("config key 'datasets' must list at least one dataset")
+    _no_duplicates("datasets", cfg.datasets)
+    _no_duplicates("models", cfg.models)
+    _validate_datasets(cfg)
     if not cfg.models:
         raise BenchError("config key 'models' must list at least one model")
     for name in cfg.models:
@@ -221,6 +337,13 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'jobs' must be >= 0 (0 = auto), got {cfg.jobs}")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise BenchError(f"config key 'seeds' has duplicates: {cfg.seeds}")
+    for seed in cfg.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise BenchError(f"seed {seed} is outside 0…{MAX_SEED} (2**32 − 1)")
+    if not 0 <= cfg.data.split_seed <= MAX_SEED:
+        raise BenchError(f"config key 'data.split_seed' must be in 0…{MAX_SEED}, got {cfg.data.split_seed}")
+    if cfg.train.epochs > MAX_EPOCHS:
+        raise BenchError(f"config key 'train.epochs' must be at most {MAX_EPOCHS:,}, got {cfg.train.epochs}")
     _validate_vary(cfg.vary)
     if cfg.claim is not None:
         _validate_claim(cfg.claim, cfg)
@@ -265,6 +388,29 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def _validate_datasets(cfg: Config) -> None:
+    for name in cfg.datasets:
+        if name not in DATASETS and name not in cfg.dataset:
+            raise BenchError(f"unknown dataset '{name}' (built in: {', '.join(DATASETS)}; any other needs a "
+                             f"[dataset.{name}] table, or --dataset FILE_OR_HUB_ID)")
+    for name, d in cfg.dataset.items():
+        p = f"dataset.{name}."
+        if name in DATASETS:
+            raise BenchError(f"config table 'dataset.{name}': '{name}' is built in; give the table another name")
+        check_name(name, "dataset name")
+        if not d.source:
+            raise BenchError(f"config key '{p}source' must name a hub id, a file or a folder")
+        for key in ("text_column", "label_column", "train_split"):
+            if not getattr(d, key):
+                raise BenchError(f"config key '{p}{key}' must not be empty")
+        if d.text_column == d.label_column:
+            raise BenchError(f"config keys '{p}text_column' and '{p}label_column' are both '{d.text_column}'")
+        if not 0 < d.test_fraction < 1:
+            raise BenchError(f"config key '{p}test_fraction' must be in (0, 1), got {d.test_fraction}")
+        if d.label_names and (len(d.label_names) < 2 or len(set(d.label_names)) != len(d.label_names)):
+            raise BenchError(f"config key '{p}label_names' must list two or more distinct names, got {d.label_names}")
+
+
 def _validate_vary(vary: list[str]) -> None:
     unknown = [v for v in vary if v not in SOURCES]
     if unknown:
@@ -306,10 +452,25 @@ def from_dict(raw: dict[str, Any]) -> Config:
     models = raw.pop("model", {})
     if not isinstance(models, dict):
         raise BenchError("config key 'model' must be a table of [model.<name>] sections")
+    tables = raw.pop("dataset", {})
+    if not isinstance(tables, dict):
+        raise BenchError("config key 'dataset' must be a table of [dataset.<name>] sections")
     cfg = _build(Config, raw, "")
     cfg.data, cfg.train, cfg.claim = data, train, claim
     cfg.model = {name: _build(ModelConfig, m, f"model.{name}.") for name, m in models.items()}
+    cfg.dataset = {name: _dataset_table(name, t) for name, t in tables.items()}
+    cfg.datasets = [use_dataset(cfg, d) for d in cfg.datasets]  # a hub id or path listed directly
     return cfg
+
+
+def _dataset_table(name: str, raw: dict[str, Any]) -> DatasetConfig:
+    """A [dataset.NAME] table, its defaults resolved: the source is NAME when unset; a local path is
+    made absolute (so worker processes and config.json agree on it)."""
+    d = _build(DatasetConfig, raw, f"dataset.{name}.")
+    d.source = d.source or name
+    if is_local_source(d.source):
+        d.source = str(Path(d.source).expanduser().resolve())
+    return d
 
 
 def from_json(raw: dict[str, Any]) -> Config:

@@ -1,9 +1,15 @@
 """Load, validate, split, tokenize, cache and batch the text-classification datasets.
 
-Data comes from the Hugging Face hub (`datasets.load_dataset`) or, offline, from a folder
-holding `<dataset>/train.parquet` and `<dataset>/test.parquet`. The vocabulary is trained on
-the training part only (never on validation or test). Encoded ids are cached on disk, keyed
-by the source files and every setting that changes them, so a second run skips tokenization.
+The built-in datasets (imdb, ag_news) come from the Hugging Face hub (`datasets.load_dataset`)
+or, offline, from a folder holding `<dataset>/train.parquet` and `<dataset>/test.parquet`. Any
+other dataset ([dataset.NAME] in a config, or `--dataset FILE_OR_HUB_ID`) is read and checked by
+`bench.sources` into the same train / test texts and labels, with its label names. Validation is
+always carved from train (stratified, `data.val_fraction`, per seed when `vary` includes "split").
+
+The vocabulary is trained on the training part only (never on validation or test). Encoded ids
+are cached on disk, keyed by the CONTENT of the source (a SHA-256 of the local files; a hub
+dataset's own fingerprint) and every setting that changes them, so a second run skips
+tokenization and a changed file is never served from a stale cache.
 """
 from __future__ import annotations
 
@@ -12,14 +18,15 @@ import io
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from bench.cli import CACHE_DIR_ENV, DATA_DIR_ENV
-from bench.config import BenchError, Config, DataConfig
+from bench.cli import CACHE_DIR_ENV
+from bench.config import BenchError, Config, DataConfig, is_local_source
+from bench.sources import Source, file_digest, hub_digest, load_hub, read_splits
 
 log = logging.getLogger("bench")
 
@@ -70,6 +77,8 @@ class EncodedData:
     cache_hit: bool
     source: str
     split_seed: int | None = None  # the seed of the train/val split held here (None: data.split_seed, as prepared)
+    label_names: list[str] = field(default_factory=list)  # class names by label id
+    title: str = ""      # the dataset's display name in the report ("" = the built-in title, or its name)
 
 
 def default_cache_dir() -> Path:
@@ -88,11 +97,13 @@ def _local_files(dataset: str, data_dir: Path) -> dict[str, Path]:
 
 
 def _source_fingerprint(dataset: str, data_dir: Path | None) -> str:
+    """The content key of a built-in dataset's source: the hub dataset's fingerprint, or the
+    SHA-256 of the local parquet files (not their path, size or time: a moved or touched copy hits
+    the cache; a changed one never does)."""
     if data_dir is None:
-        return f"hub:{HUB_NAMES[dataset]}"
+        return f"hub:{HUB_NAMES[dataset]}:" + hub_digest(load_hub(dataset, HUB_NAMES[dataset], ""))
     files = _local_files(dataset, data_dir)
-    stats = {k: (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for k, p in files.items()}
-    return "local:" + json.dumps(stats, sort_keys=True)
+    return "local:" + json.dumps({k: file_digest(p) for k, p in files.items()}, sort_keys=True)
 
 
 def _check_parquet(dataset: str, split: str, path: Path) -> None:
@@ -121,12 +132,7 @@ def load_raw(dataset: str, data_dir: Path | None) -> dict[str, tuple[list[str], 
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 raise BenchError(f"cannot read parquet file {path}: {type(exc).__name__}: {first}") from None
     else:
-        try:
-            dd = datasets.load_dataset(HUB_NAMES[dataset])
-        except Exception as exc:
-            raise BenchError(f"cannot load '{HUB_NAMES[dataset]}' from the Hugging Face hub "
-                             f"({type(exc).__name__}); offline, point at local parquet files with "
-                             f"--data-dir DIR or {DATA_DIR_ENV}=DIR (DIR/{dataset}/train.parquet)") from None
+        dd = load_hub(dataset, HUB_NAMES[dataset], "")
     out = {}
     for split in ("train", "test"):
         if split not in dd:
@@ -271,23 +277,36 @@ def split_for_seed(data: EncodedData, cfg: Config, seed: int) -> EncodedData:
     return resplit(data, cfg.data, cfg.unit_seeds(seed).split)
 
 
-def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir: Path) -> Path:
-    key = {"format": CACHE_FORMAT, "dataset": dataset, "source": _source_fingerprint(dataset, data_dir),
-           "data": {k: v for k, v in asdict(cfg).items()}}
+def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir: Path,
+                source: Source | None = None) -> Path:
+    """The cache file for these encodings: a hash of the source's content fingerprint, how it is read
+    (a non-built-in dataset's columns, splits and label names; not where its files are) and every
+    data setting."""
+    if source is None:
+        key = {"format": CACHE_FORMAT, "dataset": dataset, "source": _source_fingerprint(dataset, data_dir),
+               "data": {k: v for k, v in asdict(cfg).items()}}
+    else:
+        read = {k: v for k, v in asdict(source.spec).items() if k not in ("source", "title")}
+        key = {"format": CACHE_FORMAT, "dataset": dataset, "source": source.fingerprint(), "data": asdict(cfg),
+               "read": read}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir / f"{dataset}-{digest}.npz"
 
 
-def _save_cache(path: Path, arrays: dict[str, np.ndarray], tokenizer_json: str, source: str) -> None:
+def _save_cache(path: Path, arrays: dict[str, np.ndarray], tokenizer_json: str, source: str,
+                label_names: list[str] | None = None) -> None:
     from bench.results import atomic_write_bytes
 
     buf = io.BytesIO()
-    meta = np.frombuffer(json.dumps({"tokenizer": tokenizer_json, "source": source}).encode(), dtype=np.uint8)
+    meta = {"tokenizer": tokenizer_json, "source": source}
+    if label_names is not None:  # a non-built-in dataset (a built-in one's cache stays as it always was)
+        meta["label_names"] = label_names
+    meta = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(buf, meta=meta, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_cache(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
+def _load_cache(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays.pop("meta").tobytes().decode())
@@ -295,40 +314,39 @@ def _load_cache(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
         n = len(arrays[f"{name}_labels"])
         if arrays[f"{name}_ids"].shape[0] != n or arrays[f"{name}_lengths"].shape[0] != n:
             raise ValueError(f"inconsistent cached arrays for {name}")
-    return arrays, meta["tokenizer"], meta["source"]
+    if not {"tokenizer", "source"} <= set(meta):
+        raise ValueError("cache metadata lacks the tokenizer or the source")
+    return arrays, meta
 
 
-def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
+def prepare(dataset: str, cfg: Config | DataConfig, data_dir: Path | None = None,
             cache_dir: Path | None = None) -> EncodedData:
-    """Everything a training run needs for one dataset, from the cache when possible."""
-    if dataset not in HUB_NAMES:
-        raise BenchError(f"unknown dataset '{dataset}' (choose from {', '.join(HUB_NAMES)})")
+    """Everything a training run needs for one dataset, from the cache when possible. `cfg` is the
+    run's Config (whose [dataset.NAME] tables say how to read a dataset that is not built in) or,
+    for a built-in dataset, its DataConfig alone."""
+    spec = None
+    if isinstance(cfg, Config):  # (getattr: a Config pickled by a process started before [dataset.NAME] existed)
+        spec, cfg = getattr(cfg, "dataset", {}).get(dataset), cfg.data
+    if spec is None and dataset not in HUB_NAMES:
+        raise BenchError(f"unknown dataset '{dataset}' (built in: {', '.join(HUB_NAMES)}; any other needs a "
+                         f"[dataset.{dataset}] table in the config, or --dataset FILE_OR_HUB_ID)")
     data_dir = Path(data_dir) if data_dir is not None else None
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = _cache_file(dataset, cfg, data_dir, cache_dir)
+    src = Source(dataset, spec, data_dir) if spec is not None else None
+    path = _cache_file(dataset, cfg, data_dir, cache_dir, src)
     arrays, cache_hit = None, False
     if path.exists():
         try:
-            arrays, tokenizer_json, source = _load_cache(path)
+            arrays, meta = _load_cache(path)
             cache_hit = True
             log.info("%s: encoded data loaded from cache %s", dataset, path)
         except Exception as exc:  # corrupted or truncated cache: rebuild it
             log.warning("%s: cache %s is unreadable (%s); rebuilding it", dataset, path, type(exc).__name__)
             arrays = None
     if arrays is None:
-        raw = load_raw(dataset, data_dir)
-        source = str(data_dir / dataset) if data_dir is not None else f"hub:{HUB_NAMES[dataset]}"
-        train_texts, train_labels = raw["train"]
-        tr, va, ev = split_train(train_labels, cfg)
-        log.info("%s: training a %d-word vocabulary on %d training texts", dataset, cfg.vocab_size, len(tr))
-        tok = train_tokenizer([train_texts[i] for i in tr], cfg)
-        tokenizer_json = tok.to_str()
-        arrays = {"split_train": tr, "split_val": va, "split_train_eval": ev}
-        for name, (texts, labels) in raw.items():
-            ids, lengths = encode(tok, texts, cfg.max_length)
-            arrays.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels})
-        _save_cache(path, arrays, tokenizer_json, source)
-        log.info("%s: encoded and cached in %s", dataset, path)
+        arrays, meta = _encode_and_cache(dataset, cfg, data_dir, src, path)
+    tokenizer_json, source = meta["tokenizer"], _describe(dataset, data_dir, src)  # where it is now read from
+    label_names = meta.get("label_names") or CLASS_NAMES[dataset]
     train_all = Split(arrays["train_ids"], arrays["train_lengths"], arrays["train_labels"],
                       np.arange(len(arrays["train_labels"])))
     test = Split(arrays["test_ids"], arrays["test_lengths"], arrays["test_labels"],
@@ -338,9 +356,43 @@ def prepare(dataset: str, cfg: DataConfig, data_dir: Path | None = None,
     from tokenizers import Tokenizer
 
     vocab_size = Tokenizer.from_str(tokenizer_json).get_vocab_size()
-    return EncodedData(dataset=dataset, num_classes=NUM_CLASSES[dataset], vocab_size=vocab_size,
+    title = "" if spec is None else spec.title or (dataset if is_local_source(spec.source) else spec.source)
+    return EncodedData(dataset=dataset, num_classes=len(label_names), vocab_size=vocab_size,
                        max_length=cfg.max_length, train=train, val=train_all.subset(va), test=test, train_eval=train.subset(ev),
-                       tokenizer_json=tokenizer_json, cache_hit=cache_hit, source=source)
+                       tokenizer_json=tokenizer_json, cache_hit=cache_hit, source=source,
+                       label_names=list(label_names), title=title)
+
+
+def _describe(dataset: str, data_dir: Path | None, src: Source | None) -> str:
+    """Where the data is read from (the cache is keyed on content, so a hit may come from a copy elsewhere)."""
+    if src is not None:
+        return src.describe()
+    return str(data_dir / dataset) if data_dir is not None else f"hub:{HUB_NAMES[dataset]}"
+
+
+def _encode_and_cache(dataset: str, cfg: DataConfig, data_dir: Path | None, src: Source | None,
+                      path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and check the source, carve the splits, train the vocabulary, encode, and cache."""
+    if src is None:
+        raw, label_names = load_raw(dataset, data_dir), None
+    else:
+        raw, label_names = read_splits(dataset, src.spec, src.splits())
+    source = _describe(dataset, data_dir, src)
+    train_texts, train_labels = raw["train"]
+    tr, va, ev = split_train(train_labels, cfg)
+    log.info("%s: training a %d-word vocabulary on %d training texts", dataset, cfg.vocab_size, len(tr))
+    tok = train_tokenizer([train_texts[i] for i in tr], cfg)
+    tokenizer_json = tok.to_str()
+    arrays = {"split_train": tr, "split_val": va, "split_train_eval": ev}
+    for name, (texts, labels) in raw.items():
+        ids, lengths = encode(tok, texts, cfg.max_length)
+        arrays.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels})
+    _save_cache(path, arrays, tokenizer_json, source, label_names)
+    log.info("%s: encoded and cached in %s", dataset, path)
+    meta = {"tokenizer": tokenizer_json, "source": source}
+    if label_names is not None:
+        meta["label_names"] = label_names
+    return arrays, meta
 
 
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,

@@ -85,7 +85,8 @@ def model_table(runs: pd.DataFrame) -> str:
     for model in _models(runs):
         sub = ok_runs(runs[runs["model"] == model])
         n_fail = len(failed_runs(runs[runs["model"] == model]))
-        params = ", ".join(f"{int(p):,}" for p in sorted(set(runs.loc[runs["model"] == model, "params"])))
+        counts = pd.to_numeric(sub["params"], errors="coerce").dropna()  # a failed run has none
+        params = ", ".join(f"{int(p):,}" for p in sorted(set(counts))) or "–"
         seeds = f"{len(sub)}" + (f" (+{n_fail} failed)" if n_fail else "")
         rows.append(f"| {model} | {params} | {seeds} | {mean_sd(sub['test_acc'])} | {mean_sd(sub['best_val_acc'])} "
                     f"| {mean_sd(sub['gap_acc'])} | {mean_sd(sub['gap_loss'], pct=False, digits=3)} "

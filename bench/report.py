@@ -19,8 +19,8 @@ from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SOURCES, BenchError
 from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
-from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RunFolder, atomic_write_text, failed_runs, ok_runs,
-                           relative_link)
+from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, ReportManifest, RunFolder, atomic_write_text, failed_runs,
+                           load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
 from bench.paired import paired_comparison
@@ -139,7 +139,7 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
     out.append(f"- Compute: {len(runs)} training runs took {wall / 60:.1f} min of wall time in total "
                f"(training, evaluation and test; data preparation not included).")
     for name, info in dsets.items():
-        line = (f"- {DATASET_TITLES.get(name, name)}: {info['train']:,} train / {info['val']:,} validation / "
+        line = (f"- {DATASET_TITLES.get(name) or info.get('title') or name}: {info['train']:,} train / {info['val']:,} validation / "
                 f"{info['test']:,} test texts, vocabulary {info['vocab_size']:,}, "
                 f"{info['truncated_fraction']:.0%} of test texts truncated; source `{info['source']}`.")
         full_train = info["train"] + info["val"]
@@ -371,6 +371,16 @@ def statistics_of(folders: list[Path]) -> dict[Path, pd.DataFrame]:
     return tables
 
 
+def report_command(run_dir: Path, tuned: Path | None = None, ablation: Path | None = None, others: list[Path] = (),
+                   variance: list[Path] = ()) -> str:
+    """The `bench.report` command that makes this report, as its header states it."""
+    return " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
+                    + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
+                       (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others),
+                        *(("variance", v) for v in variance))
+                       if d is not None])
+
+
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
                  tuned: Path | None = None, others: list[Path] = (), variance: list[Path] = ()) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
@@ -380,12 +390,15 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     written = []
     tuned, ablation = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None)
     others = [Path(o) for o in others]
+    for folder in dict.fromkeys(d for d in (run_dir, tuned, ablation, *others, *variance) if d is not None):
+        RunFolder(folder).verify_tables()  # never render from a runs.csv that disagrees with units/
+    for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
+        if target.is_dir():
+            raise BenchError(f"report path {target} is a folder")
+        if target.parent.exists() and not target.parent.is_dir():
+            raise BenchError(f"report path {target} lies below a file")
     tables = statistics_of([d for d in (run_dir, tuned, ablation, *others) if d is not None])
-    command = " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
-                       + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
-                          (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others),
-                           *(("variance", v) for v in variance))
-                          if d is not None])
+    command = report_command(run_dir, tuned, ablation, others, variance)
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
@@ -403,10 +416,19 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     return written
 
 
+def write_manifest_report(manifest: ReportManifest) -> list[Path]:
+    """The repository's report, composed from the folders a report manifest declares."""
+    return write_report(manifest.main, manifest.output, manifest.ablation, manifest.tuned, manifest.other,
+                        manifest.variance)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.OneLineParser(prog="python -m bench.report",
                           description="Regenerate REPORT.md and plots from a results folder's files alone.")
-    p.add_argument("run_dir", help="a results folder, e.g. results/quick")
+    p.add_argument("run_dir", nargs="?", default=None, help="a results folder, e.g. results/quick")
+    p.add_argument("--manifest", default=None,
+                   help="compose the report from a report manifest (e.g. configs/report.toml: main, tuned, "
+                        "ablation, other, variance and output) instead of run_dir and the options below")
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
     p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
     p.add_argument("--tuned", default=None, help="a tuned run folder (bench.run --tune) to report beside run_dir")
@@ -419,6 +441,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if args.manifest is not None:
+        if args.run_dir or args.output or args.ablation or args.tuned or args.other or args.variance:
+            raise BenchError("--manifest names every folder and the output itself: give no run_dir, --output, "
+                             "--tuned, --ablation, --other or --variance with it")
+        manifest = load_manifest(args.manifest)
+        for folder in manifest.folders():
+            if not RunFolder(folder).is_run():
+                raise BenchError(f"{folder} (named in {args.manifest}) is not a run folder (no runs.csv)")
+        for path in write_manifest_report(manifest):
+            print(f"wrote {path}")
+        return 0
+    if not args.run_dir:
+        raise BenchError("give a results folder (e.g. results/quick) or --manifest configs/report.toml")
     for extra_dir in (args.ablation, args.tuned, *args.other, *args.variance):
         if extra_dir and not RunFolder(extra_dir).is_run():
             raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
@@ -431,7 +466,8 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.cli_main(parse_args, execute, argv, "nothing half-written: every file is replaced atomically")
+    return cli.cli_main(parse_args, cli.unreadable_files_are_one_line(execute, "cannot build the report"), argv,
+                        "nothing half-written: every file is replaced atomically")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def rerun(folder: RunFolder, units: list[tuple[str, str, int]], scratch: RunFold
             rows.append({**key, "bit_identical": False, "status": f"not rerun: {exc}"})
             continue
         if dataset not in prepared:
-            prepared[dataset] = prepare(dataset, cfg.data, data_dir, cache_dir)
+            prepared[dataset] = prepare(dataset, cfg, data_dir, cache_dir)
         data = split_for_seed(prepared[dataset], ucfg, seed)
         job = UnitJob(cfg=ucfg, dataset=dataset, model=model, seed=seed, out=scratch.path, data_dir=data_dir,
                       cache_dir=cache_dir, device=device, threads=threads if threads is not None else

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +21,14 @@ from typing import Any
 import pandas as pd
 
 from bench.config import BenchError, Config
+
+log = logging.getLogger("bench")
+# every temporary file this harness writes is named `.bench-tmp.<target>.<random>.tmp`; the startup
+# cleanup removes only names of this shape, never another program's `*.tmp`
+TMP_PREFIX = ".bench-tmp."
+TMP_PATTERN = TMP_PREFIX + "*.tmp"
+LOCK_NAME = ".bench.lock"            # the results-folder lock (bench.run holds it for the whole run)
+LOCK_HOLDER_NAME = ".bench.lock.json"  # who holds it: pid, host, command, since
 
 OK, FAILED = "ok", "failed"  # a run's status
 UNIT_KEYS = ["dataset", "model", "seed"]
@@ -138,7 +147,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -176,6 +185,17 @@ def save_png(fig, path: str | Path) -> None:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding an object; missing, unreadable or another shape is a one-line BenchError."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{path} is missing or unreadable ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise BenchError(f"{path} does not hold a JSON object")
+    return obj
 
 
 def relative_link(path: str | Path, start: str | Path) -> str:
@@ -278,23 +298,86 @@ class RunFolder:
         atomic_write_json(self.unit_path(run.dataset, run.model, run.seed), record.to_json())
 
     def finished_units(self) -> list[UnitRecord]:
-        """Every unit record, in file-name order."""
-        return [UnitRecord.from_json(json.loads(p.read_text())) for p in sorted(self.units.glob("*.json"))]
+        """Every unit record, in file-name order. A file in units/ that is not a readable unit record
+        named after its own unit (corrupt JSON, a stray file) is a one-line BenchError naming it."""
+        if self.units.exists() and not self.units.is_dir():
+            raise BenchError(f"{self.units} is a file, not the units folder")
+        records = []
+        for p in sorted(self.units.glob("*")) if self.units.is_dir() else []:
+            if p.name.startswith("."):
+                continue  # hidden: an interrupted write of ours (removed at the next run's start), .DS_Store, ...
+            try:
+                if p.suffix != ".json" or not p.is_file():
+                    raise ValueError("not a unit record (units/ holds only <dataset>__<model>__seed<k>.json)")
+                record = UnitRecord.from_json(json.loads(p.read_text()))
+                r = record.run
+                if p.stem != unit_key(r.dataset, r.model, int(r.seed)):
+                    raise ValueError(f"it holds unit {unit_key(r.dataset, r.model, r.seed)}")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise BenchError(f"{p} is not a readable unit record ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); move it out of units/") from None
+            records.append(record)
+        return records
 
     # ------------------------------------------------------------ tables
-    def rebuild_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Regenerate runs.csv and epochs.csv from the unit files (sorted, so reruns are stable)."""
+    def _tables_from_units(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         units = [u.to_json() for u in self.finished_units()]
         runs_df = pd.DataFrame([u["run"] for u in units], columns=RUN_COLUMNS)
         epochs_df = pd.DataFrame([e for u in units for e in u["epochs"]], columns=EPOCH_COLUMNS)
         runs_df = runs_df.sort_values(["dataset", "model", "seed"], kind="stable")
         epochs_df = epochs_df.sort_values(["dataset", "model", "seed", "epoch"], kind="stable")
+        return runs_df, epochs_df
+
+    def rebuild_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Regenerate runs.csv and epochs.csv from the unit files (sorted, so reruns are stable)."""
+        runs_df, epochs_df = self._tables_from_units()
         atomic_write_csv(self.runs_csv, runs_df)
         atomic_write_csv(self.epochs_csv, epochs_df)
         return runs_df, epochs_df
 
+    def verify_tables(self) -> list[Path]:
+        """Check runs.csv and epochs.csv byte for byte against the tables units/ gives, and rewrite
+        each one that disagrees (a cut row, a duplicated row, an edited cell) from units/, with a
+        warning; returns the rewritten files. A folder without units/ cannot be checked: BenchError."""
+        if not self.path.is_dir():
+            raise BenchError(f"{self.path} is not a folder")
+        if not self.runs_csv.is_file():
+            raise BenchError(f"{self.path} is not a run folder (no runs.csv)")
+        if not self.units.is_dir():
+            raise BenchError(f"{self.path} has no units/ folder, so runs.csv cannot be checked against the unit "
+                             "records; refusing to trust it")
+        runs_df, epochs_df = self._tables_from_units()
+        rewritten = []
+        for path, frame in ((self.runs_csv, runs_df), (self.epochs_csv, epochs_df)):
+            try:
+                stored = path.read_bytes()
+            except OSError:
+                stored = b""
+            # a table written before a column existed lacks it; the units then hold it empty too
+            header = stored.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+            legacy = [c for c in frame.columns if c not in header and frame[c].isna().all()]
+            buf = io.BytesIO()
+            frame.drop(columns=legacy).to_csv(buf, index=False, float_format="%.6g")
+            same = stored == buf.getvalue()
+            if not same:
+                log.warning("%s disagrees with %s/ (damaged or edited); rebuilt from the unit records", path,
+                            self.units)
+                atomic_write_bytes(path, buf.getvalue())
+                rewritten.append(path)
+        return rewritten
+
     def read_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return pd.read_csv(self.runs_csv), pd.read_csv(self.epochs_csv)
+        try:
+            return pd.read_csv(self.runs_csv), pd.read_csv(self.epochs_csv)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise BenchError(f"{self.path}: runs.csv or epochs.csv is unreadable ({type(exc).__name__})") from None
+
+    # ------------------------------------------------------------ the folder lock
+    def lock(self, wait: bool = False, command: str = ""):
+        """Hold the folder's lock (`.bench.lock`, a `filelock` file lock, released by the OS if the
+        process dies; the empty file stays, as deleting a lock file others may wait on is unsafe) while the block runs; `.bench.lock.json` beside it names the holder. Held by
+        another process: BenchError naming it, or, with `wait`, block until it is free."""
+        return _FolderLock(self, wait, command)
 
     def read_runs(self, required: tuple[str, ...] = ()) -> pd.DataFrame:
         """runs.csv, checked: a folder, a readable table with the unit columns and `required`,
@@ -320,18 +403,18 @@ class RunFolder:
         if not path.is_file():
             return None
         st = path.stat()
-        return _read_predictions_file(str(path.resolve()), st.st_mtime_ns, st.st_size).copy()
+        try:
+            return _read_predictions_file(str(path.resolve()), st.st_mtime_ns, st.st_size).copy()
+        except (OSError, EOFError, ValueError, KeyError, pd.errors.ParserError) as exc:
+            raise BenchError(f"{path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                             "rerun the unit (move its units/ file aside) or restore the file") from None
 
     # ------------------------------------------------------------ what the run recorded
     def stored_config(self) -> Config:
         """The run's resolved config, parsed back through the config loader."""
         from bench import config
 
-        try:
-            raw = json.loads(self.config_json.read_text())
-        except (OSError, ValueError):
-            raise BenchError(f"{self.config_json} is missing or unreadable") from None
-        return config.from_json(raw)
+        return config.from_json(read_json_object(self.config_json))
 
     def claim_declared(self) -> bool:
         """Whether the run's config.json holds a declared claim (folders made before claims existed,
@@ -342,17 +425,119 @@ class RunFolder:
             return False
 
     def environment(self) -> dict[str, Any]:
-        return json.loads(self.environment_json.read_text())
+        return read_json_object(self.environment_json)
 
     def datasets_info(self) -> dict[str, dict[str, Any]]:
         """Split sizes, vocabulary and source per dataset ({} before any data was prepared)."""
-        return json.loads(self.datasets_json.read_text()) if self.datasets_json.exists() else {}
+        return read_json_object(self.datasets_json) if self.datasets_json.exists() else {}
 
     def dataset_title(self, dataset: str) -> str:
         """The dataset's display name, saying so when its training split was only a subset."""
-        title = DATASET_TITLES.get(dataset, dataset)
         info = self.datasets_info().get(dataset)
+        title = DATASET_TITLES.get(dataset) or (info or {}).get("title") or dataset
         full = FULL_TRAIN_ROWS.get(dataset, 0)
         if info and info["train"] + info["val"] < full:
             title += f" (train: {info['train'] + info['val']:,} of {full:,} rows)"
         return title
+
+
+class _FolderLock:
+    """See RunFolder.lock. The holder file is written after the lock is taken and removed before it
+    is released."""
+
+    def __init__(self, folder: RunFolder, wait: bool, command: str):
+        self.folder, self.wait, self.command = folder, wait, command
+        self.path = folder.path / LOCK_NAME
+        self.holder = folder.path / LOCK_HOLDER_NAME
+        self._lock = None
+
+    def holder_text(self) -> str:
+        try:
+            h = json.loads(self.holder.read_text())
+            return (f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}"
+                    + (f" ({h['command']})" if h.get("command") else ""))
+        except (OSError, ValueError, AttributeError):
+            return "another process (holder unknown)"
+
+    def __enter__(self) -> "_FolderLock":
+        import datetime
+        import socket
+
+        from filelock import FileLock, Timeout
+
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path), thread_local=False)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            if not self.wait:
+                raise BenchError(f"{self.folder.path} is in use by {self.holder_text()}; wait for it to finish, "
+                                 "or pass --wait to wait for it") from None
+            log.info("%s is in use by %s; waiting (--wait)", self.folder.path, self.holder_text())
+            self._lock.acquire()
+        atomic_write_json(self.holder, {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                                        "since": datetime.datetime.now().isoformat(timespec="seconds")})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.holder.unlink(missing_ok=True)
+        except OSError:
+            pass
+        self._lock.release()
+
+
+# ----------------------------------------------------------------------------- the report manifest
+
+MANIFEST_KEYS = {"output": str, "main": str, "tuned": str, "ablation": str, "other": list, "variance": list}
+
+
+@dataclass
+class ReportManifest:
+    """Which folders make up the repository's report (`configs/report.toml`): the main run, and
+    optionally a tuned run, an ablation, further runs and variance-decomposition runs, plus where
+    the composed report goes. Paths in the file are relative to the file's own folder."""
+    source: Path
+    output: Path
+    main: Path
+    tuned: Path | None = None
+    ablation: Path | None = None
+    other: list[Path] = field(default_factory=list)
+    variance: list[Path] = field(default_factory=list)
+
+    def folders(self) -> list[Path]:
+        return [p for p in (self.main, self.tuned, self.ablation, *self.other, *self.variance) if p is not None]
+
+    def names(self, folder: str | Path) -> bool:
+        """Whether `folder` is one of the manifest's folders (compared as resolved paths)."""
+        target = Path(folder).resolve()
+        return any(p.resolve() == target for p in self.folders())
+
+
+def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | None:
+    """Parse a report manifest strictly; a missing file is None unless `required`."""
+    from bench.config import read_toml
+
+    path = Path(path)
+    if not path.exists() and not required:
+        return None
+    raw = read_toml(path, "report manifest")
+    unknown = sorted(set(raw) - set(MANIFEST_KEYS))
+    if unknown:
+        raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' (known: {', '.join(MANIFEST_KEYS)})")
+    for key in ("output", "main"):
+        if key not in raw:
+            raise BenchError(f"report manifest {path}: missing key '{key}'")
+    base = path.parent
+    values: dict[str, Any] = {}
+    for key, kind in MANIFEST_KEYS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        items = value if kind is list else [value]
+        if not isinstance(value, kind) or not all(isinstance(v, str) and v.strip() for v in items):
+            raise BenchError(f"report manifest {path}: '{key}' must be "
+                             f"{'a list of paths' if kind is list else 'a path'}, got {value!r}")
+        paths = [Path(os.path.normpath(base / v)) for v in items]
+        values[key] = paths if kind is list else paths[0]
+    return ReportManifest(source=path, **values)

@@ -8,6 +8,7 @@ Ctrl-C exits 130 after the finished units are safely on disk.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,11 +22,13 @@ from typing import Any, Callable
 
 from bench import cli
 from bench.config import MODEL_NAMES, BenchError, Config, budget_path, load, validate
-from bench.results import RunFolder, UnitRecord, atomic_write_json, default_run_dir
+from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
+                           default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
 
 log = logging.getLogger("bench")
 REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_MANIFEST = REPO_DIR / "configs" / "report.toml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="'all' or a comma list of model names from the config (rnn, attn_rnn, transformer); "
                         "default: the config's list")
     p.add_argument("--dataset", default=None,
-                   help="imdb, ag_news, or a comma list of both; default: the config's list")
+                   help="comma list of datasets: imdb, ag_news, a [dataset.NAME] table's NAME, a CSV / JSONL / "
+                        "parquet file or folder (or a DatasetDict saved to disk), or a Hugging Face hub id such "
+                        "as stanfordnlp/sst2; default: the config's list")
+    p.add_argument("--text-column", default=None,
+                   help="the text column of the --dataset files or hub dataset (default: the table's, else 'text')")
+    p.add_argument("--label-column", default=None,
+                   help="the label column of the --dataset files or hub dataset (default: the table's, else 'label')")
     cli.add_compute_options(p, "auto")
     p.add_argument("--seeds", default=None, help="comma list of integer seeds, e.g. 0,1,2; default: the config's")
     p.add_argument("--budget", default="quick",
@@ -45,9 +54,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="a TOML config file (overrides --budget)")
     cli.add_data_options(p)
     p.add_argument("--out", default=None, help="results folder for this run (default: results/<budget>)")
-    p.add_argument("--report", default="REPORT.md",
-                   help="where to write the generated report besides <out>/REPORT.md ('none' to skip); "
-                        "default REPORT.md")
+    p.add_argument("--report", default=None,
+                   help="also write the report here, besides <out>/REPORT.md ('none': only <out>/REPORT.md). "
+                        "Default: when --out is a folder of the report manifest (--manifest), the repository's "
+                        "report is rebuilt from the manifest; any other run writes only <out>/REPORT.md")
+    p.add_argument("--manifest", default=None,
+                   help="the report manifest naming the folders of the repository's report "
+                        "(default configs/report.toml)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another run holds --out's lock, wait for it instead of stopping")
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in --out, first moving existing results there to <out>.oldN")
     p.add_argument("--epochs", type=int, default=None, help="override the config's maximum epochs (quick runs)")
@@ -87,9 +102,14 @@ def _csv_list(value: str, what: str) -> list[str]:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     cfg = load(args.config if args.config else budget_path(args.budget))
-    if args.dataset:
-        cfg.datasets = _csv_list(args.dataset, "--dataset")
-    if args.models and args.models != "all":
+    if args.dataset is not None:  # an empty value (an unset shell variable) is an error, not "the config's list"
+        from bench.config import use_dataset
+
+        cfg.datasets = [use_dataset(cfg, d) for d in _csv_list(args.dataset, "--dataset")]
+    from bench.config import set_columns
+
+    set_columns(cfg, args.text_column, args.label_column)
+    if args.models is not None and args.models != "all":
         cfg.models = _csv_list(args.models, "--models")
         unknown = [m for m in cfg.models if m not in cfg.model]
         if unknown:
@@ -185,40 +205,118 @@ def set_aside(out: Path) -> Path:
     return target
 
 
-def prepare_out_dir(folder: RunFolder, cfg: Config, fresh: bool = False) -> None:
-    """Create the run folder, or check that an existing one was made with the same settings."""
+def check_dir_path(path: Path, what: str) -> None:
+    """A folder the run will create or write into: not a file, not below a file, writable."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise BenchError(f"{what} {path} is a file, not a folder")
+        probe = path
+    else:
+        probe = path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise BenchError(f"{what} {path} lies below {probe}, which is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BenchError(f"{what} {path}: {probe} is not writable")
+
+
+# what marks a folder as the harness's own: a run's config or units, or a tuning worker's files
+HARNESS_MARKERS = ("config.json", "units", "runs.csv", "optuna.db", "trials.csv", "tuning.json")
+
+
+def check_out_dir(folder: RunFolder, cfg: Config) -> dict[str, Any] | None:
+    """Read-only checks of --out before anything is written: a folder (or creatable), not another
+    program's non-empty folder, and, if it holds results, made with the same settings and readable
+    unit records. Returns the stored config (None for a new folder)."""
     out = folder.path
-    if out.exists() and not out.is_dir():
-        raise BenchError(f"--out {out} is a file, not a folder")
-    if fresh and out.exists():
-        log.info("--fresh: previous results moved to %s", set_aside(out))
-    for stale in out.rglob(".*.tmp") if out.exists() else []:
-        stale.unlink()  # a write interrupted by kill -9; its target file is intact
-    stored_path = folder.config_json
+    check_dir_path(out, "--out")
+    if not out.exists():
+        return None
+    foreign = [p for p in out.iterdir() if p.name not in (LOCK_NAME, LOCK_HOLDER_NAME)]
+    if foreign and not any((out / m).exists() for m in HARNESS_MARKERS):
+        raise BenchError(f"--out {out} is a non-empty folder that holds no bench results; give a new or empty folder")
+    if not folder.config_json.exists():
+        return None
+    try:
+        old = json.loads(folder.config_json.read_text())
+        diff = _first_difference(_settings(old), _settings(cfg.to_dict()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        raise BenchError(f"{folder.config_json} is unreadable; use another --out, or --fresh to move it aside") from None
+    if diff:
+        raise BenchError(f"{out} holds results made with a different config ('{diff}' differs); "
+                         f"use another --out, or --fresh to move the old results aside")
+    folder.finished_units()  # a corrupt or stray file in units/ stops the run here, before any training
+    return old
+
+
+def prepare_out_dir(folder: RunFolder, cfg: Config) -> None:
+    """In the locked folder: check it again (another run may have just finished in it), remove the
+    harness's own interrupted temporary files, and write config.json for a new folder. An existing
+    folder's config.json gains this run's datasets, models and seeds only as its units finish
+    (`record_unit_in_config`), so a run that fails before training leaves it unchanged."""
+    old = check_out_dir(folder, cfg)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    for stale in folder.path.rglob(TMP_PATTERN):
+        stale.unlink(missing_ok=True)  # a write of this harness interrupted by kill -9; its target is intact
+    if old is None:
+        atomic_write_json(folder.config_json, cfg.to_dict())
+        return
     new = cfg.to_dict()
-    if stored_path.exists():
-        try:
-            old = json.loads(stored_path.read_text())
-        except ValueError:
-            raise BenchError(f"{stored_path} is unreadable; use another --out") from None
-        diff = _first_difference(_settings(old), _settings(new))
-        if diff:
-            raise BenchError(f"{out} holds results made with a different config ('{diff}' differs); "
-                             f"use another --out, or --fresh to move the old results aside")
-        for key in ("datasets", "models", "seeds"):  # the folder holds the union of units
-            new[key] = list(dict.fromkeys(old.get(key, []) + new[key]))
-        new["model"] = {**old.get("model", {}), **new["model"]}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stored_path, new)
+    updated = {**old, **{k: new[k] for k in ("description", "reference", "jobs")}}  # not part of the results
+    if updated != old:
+        atomic_write_json(folder.config_json, updated)
+
+
+def record_unit_in_config(folder: RunFolder, cfg: Config, record: UnitRecord) -> None:
+    """Add a finished unit's dataset, model (with its section) and seed to config.json."""
+    stored = json.loads(folder.config_json.read_text())
+    run = record.run
+    before = json.dumps(stored, sort_keys=True)
+    for key, value in (("datasets", run.dataset), ("models", run.model), ("seeds", run.seed)):
+        if value not in stored.setdefault(key, []):
+            stored[key].append(value)
+    if run.model not in stored.setdefault("model", {}) and run.model in cfg.model:
+        stored["model"][run.model] = dataclasses.asdict(cfg.model[run.model])
+    if json.dumps(stored, sort_keys=True) != before:
+        atomic_write_json(folder.config_json, stored)
+
+
+DATA_IDENTITY = ("train", "val", "test", "vocab_size", "source")
+
+
+def _same_data_value(key: str, old: Any, new: Any) -> bool:
+    """Equal, or for a local source the same folder however it was spelled (relative or absolute)."""
+    if old == new:
+        return True
+    if key == "source" and not str(old).startswith("hub:") and not str(new).startswith("hub:"):
+        return Path(str(old)).resolve() == Path(str(new)).resolve()
+    return False
 
 
 def record_dataset(folder: RunFolder, data) -> None:
-    """Add this dataset's sizes and source to <out>/datasets.json (read by the report)."""
+    """Add this dataset's sizes and source to <out>/datasets.json (read by the report). A folder whose
+    results of this dataset came from other data (another source, other split sizes or vocabulary)
+    is refused before anything is trained or written."""
     info = folder.datasets_info()
-    info[data.dataset] = {"train": len(data.train), "val": len(data.val), "test": len(data.test),
-                          "vocab_size": data.vocab_size, "source": data.source,
-                          "truncated_fraction": float((data.test.lengths >= data.max_length).mean()),
-                          "mean_test_tokens": float(data.test.lengths.mean())}
+    new = {"train": len(data.train), "val": len(data.val), "test": len(data.test),
+           "vocab_size": data.vocab_size, "source": data.source,
+           "truncated_fraction": float((data.test.lengths >= data.max_length).mean()),
+           "mean_test_tokens": float(data.test.lengths.mean()),
+           "num_classes": data.num_classes, "label_names": list(data.label_names)}
+    if data.title:
+        new["title"] = data.title
+    old = info.get(data.dataset)
+    if old is not None:
+        differs = [k for k in DATA_IDENTITY if k in old and not _same_data_value(k, old[k], new[k])]
+        if differs:
+            k = differs[0]
+            raise BenchError(f"{folder.path} holds {data.dataset} results made from other data ({k}: {old[k]} "
+                             f"there, {new[k]} now); use another --out, or --fresh to move the old results aside")
+        if all(old.get(k) == v for k, v in new.items()):
+            return
+    info[data.dataset] = new
     atomic_write_json(folder.datasets_json, info)
 
 
@@ -246,14 +344,69 @@ class Plan:
     track: str = "none"
     tracking_uri: str | None = None
     tracker: Any = None   # bench.tracking.Tracker, made when the run starts
+    env: dict[str, Any] | None = None  # this invocation's environment.json, written with its first result
+
+    def write_environment(self) -> None:
+        if self.env is not None:
+            atomic_write_json(self.folder.environment_json, self.env)
+            self.env = None
 
     @property
     def tuned(self) -> bool:
         return self.tune or self.skip_tune
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Values that would otherwise fall back silently: an empty path or list (an unset shell
+    variable), --trials / --tune-timeout that are not positive."""
+    for opt in ("config", "out", "report", "manifest", "cache_dir", "storage", "search", "tracking_uri", "cluster",
+                "seeds", "vary", "jobs"):
+        value = getattr(args, opt, None)
+        if value is not None and not str(value).strip():
+            raise BenchError(f"--{opt.replace('_', '-')} is empty (an unset shell variable?)")
+    if args.data_dir is not None and not args.data_dir.strip() and os.environ.get(cli.DATA_DIR_ENV) != args.data_dir:
+        raise BenchError("--data-dir is empty (an unset shell variable?)")
+    if args.trials is not None and args.trials < 1:
+        raise BenchError(f"--trials must be at least 1, got {args.trials}")
+    if args.tune_timeout is not None and not 0 < args.tune_timeout < float("inf"):
+        raise BenchError(f"--tune-timeout must be a positive number of seconds, got {args.tune_timeout}")
+    if (args.trials is not None or args.tune_timeout is not None or args.search) and not (args.tune or args.skip_tune):
+        raise BenchError("--trials, --tune-timeout and --search apply only with --tune or --skip-tune")
+
+
+def check_write_paths(args: argparse.Namespace, folder: RunFolder) -> None:
+    """Every place the run will write, checked before anything is trained: --out, --cache-dir,
+    --report, and a SQLite --storage the user named (whose folder must already exist: the harness
+    creates folders only inside --out)."""
+    check_dir_path(folder.path, "--out")
+    if args.cache_dir:
+        check_dir_path(Path(args.cache_dir), "--cache-dir")
+    if args.report and args.report.lower() != "none":
+        report = Path(args.report)
+        if report.is_dir():
+            raise BenchError(f"--report {report} is a folder; give the path of the markdown file")
+        check_dir_path(report.parent, "--report's folder")
+    if args.report is None:  # a broken manifest is found now, not after training
+        manifest = load_manifest(Path(args.manifest) if args.manifest else DEFAULT_MANIFEST,
+                                 required=args.manifest is not None)
+        if manifest is not None and manifest.names(folder.path):
+            if manifest.output.is_dir():
+                raise BenchError(f"the report manifest's output {manifest.output} is a folder")
+            check_dir_path(manifest.output.parent, "the report manifest's output folder")
+    elif args.manifest is not None:
+        raise BenchError("--manifest applies only without --report (--report writes the run's own report there)")
+    if args.storage and args.storage.startswith("sqlite:///"):
+        db = Path(args.storage[len("sqlite:///"):])
+        if db.is_dir():
+            raise BenchError(f"--storage {db} is a folder, not an Optuna SQLite file")
+        if not db.parent.is_dir():
+            raise BenchError(f"--storage {args.storage}: folder {db.parent} does not exist (create it first; the "
+                             "harness creates folders only inside --out)")
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Resolve the config, device and results folder; set threads and determinism."""
+    check_options(args)
     cfg = resolve_config(args)
     from bench.train import resolve_device
 
@@ -272,6 +425,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise BenchError("--tracking-uri needs --track mlflow")
     tuned = args.tune or args.skip_tune
     folder = RunFolder(args.out if args.out else default_run_dir(cfg.budget, tuned))
+    check_write_paths(args, folder)
     search = None
     if tuned:
         from bench import search_space
@@ -284,15 +438,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 tracking_uri=args.tracking_uri)
 
 
-def start_run(plan: Plan, fresh: bool) -> None:
-    """Check or create the results folder and record the environment."""
-    prepare_out_dir(plan.folder, plan.cfg, fresh=fresh)
+def start_run(plan: Plan) -> None:
+    """Check or create the (locked) results folder and note the environment (written with the
+    first result, so a run that stops before training leaves an existing folder unchanged)."""
+    prepare_out_dir(plan.folder, plan.cfg)
     if plan.cfg.description:
         log.info("budget '%s': %s", plan.cfg.budget, plan.cfg.description)
     env = environment(plan.device)
     env["flush_denormal"] = plan.cfg.train.flush_denormal and plan.device.type == "cpu"
     plan.sha = env["git_sha"]
-    atomic_write_json(plan.folder.environment_json, env)
+    plan.env = env
     from bench.tracking import make_tracker
 
     plan.tracker = make_tracker(plan.track, plan.folder, plan.tracking_uri, plan.cfg, env)
@@ -309,7 +464,7 @@ def data_loader(plan: Plan, dataset: str) -> Callable[[], Any]:
             from bench.data import prepare
 
             t0 = time.perf_counter()
-            d = prepare(dataset, plan.cfg.data, plan.data_dir, plan.cache_dir)
+            d = prepare(dataset, plan.cfg, plan.data_dir, plan.cache_dir)
             log.info("%s: %d train / %d val / %d test texts, vocabulary %d (%s, %.1fs%s)", dataset, len(d.train),
                      len(d.val), len(d.test), d.vocab_size, d.source, time.perf_counter() - t0,
                      ", cache hit" if d.cache_hit else "")
@@ -330,6 +485,7 @@ def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[s
     from bench import tune
 
     data = load_data()
+    plan.write_environment()
     for name in cfg.models:
         if cfg.model[name].kind == "tfidf":
             continue  # the linear floor has nothing to tune
@@ -398,7 +554,9 @@ def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_dat
         log.info("%s: %d units on %s, %d torch thread(s) each", dataset, len(jobs), where, threads)
 
     def save(record: UnitRecord) -> None:
+        plan.write_environment()
         plan.folder.save_unit(record)
+        record_unit_in_config(plan.folder, cfg, record)
         plan.folder.rebuild_tables()
         plan.units_run += 1
         plan.tracker.unit_finished(record)  # after the unit is on disk; a tracking failure loses nothing
@@ -408,6 +566,7 @@ def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_dat
 
 def record_invocation(plan: Plan, wall_seconds: float) -> None:
     """Add this invocation's wall time and parallelism to environment.json."""
+    plan.write_environment()
     env = plan.folder.environment()
     env.update(wall_seconds=round(wall_seconds, 1), units_run=plan.units_run, jobs=plan.cfg.jobs or "auto",
                cluster=plan.cluster or "")
@@ -415,9 +574,38 @@ def record_invocation(plan: Plan, wall_seconds: float) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Plan → per dataset: tune stage → seed stage → report."""
+    """Plan → lock --out → per dataset: tune stage → seed stage → report."""
     plan = make_plan(args)
-    start_run(plan, args.fresh)
+    folder = plan.folder
+    if args.fresh and folder.path.exists():
+        check_dir_path(folder.path, "--out")
+        with folder.lock(wait=args.wait, command="bench.run --fresh"):
+            pass  # nobody is using the old results
+        log.info("--fresh: previous results moved to %s", set_aside(folder.path))
+    else:
+        check_out_dir(folder, plan.cfg)  # refuse before creating or locking anything
+    created = not folder.path.exists()
+    try:
+        with folder.lock(wait=args.wait, command=" ".join(["python -m bench.run", *sys.argv[1:]])):
+            return run_locked(plan, args)
+    finally:
+        if created and plan.units_run == 0:
+            _remove_if_untouched(folder)
+
+
+def _remove_if_untouched(folder: RunFolder) -> None:
+    """A folder this invocation created and left without results (it stopped before training):
+    remove what it wrote, so a failed first run leaves nothing behind."""
+    ours = {folder.config_json.name, folder.environment_json.name, folder.datasets_json.name, LOCK_NAME,
+            LOCK_HOLDER_NAME}
+    if folder.path.is_dir() and {p.name for p in folder.path.iterdir()} <= ours:
+        for name in ours:
+            (folder.path / name).unlink(missing_ok=True)
+        folder.path.rmdir()
+
+
+def run_locked(plan: Plan, args: argparse.Namespace) -> int:
+    start_run(plan)
     started = time.perf_counter()
     for dataset in plan.cfg.datasets:
         load_data = data_loader(plan, dataset)
@@ -427,13 +615,38 @@ def execute(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - started
     log.info("all units finished in %.0fs", wall)
     record_invocation(plan, wall)
-    from bench.report import write_report
-
-    report = None if args.report.lower() == "none" else Path(args.report)
-    written = write_report(plan.folder.path, report)
-    log.info("report written: %s", ", ".join(str(p) for p in written))
+    try:
+        written = write_reports(plan.folder, args.report, args.manifest)
+    except (ValueError, EOFError) as exc:  # a corrupt file in a folder the report reads; the units are safe
+        raise BenchError(f"every unit finished, but the report could not be built: {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
     plan.tracker.close(written)
     return 0
+
+
+def write_reports(folder: RunFolder, report: str | None, manifest_path: str | None) -> list[Path]:
+    """<out>/REPORT.md always; a copy at --report when given; without --report, the repository's
+    report is rebuilt from the manifest when --out is one of its folders (and every folder it names
+    holds results), else the run says where its report is."""
+    from bench.report import write_manifest_report, write_report
+
+    extra = None if report is None or report.lower() == "none" else Path(report)
+    written = write_report(folder.path, extra)
+    if report is None:
+        manifest = load_manifest(Path(manifest_path) if manifest_path else DEFAULT_MANIFEST,
+                                 required=manifest_path is not None)
+        if manifest is not None and manifest.names(folder.path):
+            missing = [str(p) for p in manifest.folders() if not RunFolder(p).is_run()]
+            if missing:
+                log.info("%s is in the report manifest %s, but %s holds no results yet: %s not rebuilt", folder.path,
+                         manifest.source, missing[0], manifest.output)
+            else:
+                written += write_manifest_report(manifest)
+        else:
+            log.info("--out is not a folder of the report manifest: its report is %s (the repository's report "
+                     "is left as it is)", folder.report_md)
+    log.info("report written: %s", ", ".join(str(p) for p in written))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,6 +190,28 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _typed_param(key: str, value: Any, hint: Any) -> Any:
+    """A trial's value (sampled here, or read back from a storage another worker or version wrote)
+    checked against the field's type: an int field takes an int (or an integral float), a float
+    field a finite number, a bool or str field exactly that type."""
+    import math
+
+    if hint is None or key in UNTUNABLE:
+        raise BenchError(f"tuned parameter '{key}' is not a tunable field")
+    if hint is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if hint is float and _is_num(value):
+        value = float(value)
+        if not math.isfinite(value):
+            raise BenchError(f"tuned parameter '{key}' must be finite, got {value!r}")
+    ok = (isinstance(value, bool) if hint is bool else
+          isinstance(value, int) and not isinstance(value, bool) if hint is int else isinstance(value, hint))
+    if not ok:
+        raise BenchError(f"tuned parameter '{key}' must be {hint.__name__}, got {value!r} "
+                         f"({type(value).__name__}); was the study made with another search space?")
+    return value
+
+
 def apply_params(cfg: Config, model_name: str, params: dict[str, Any]) -> Config:
     """A validated copy of `cfg` whose model section and train section carry `params`."""
     new = copy.deepcopy(cfg)
@@ -197,6 +219,7 @@ def apply_params(cfg: Config, model_name: str, params: dict[str, Any]) -> Config
         raise BenchError(f"model '{model_name}' has no [model.{model_name}] section in the config")
     for key, value in params.items():
         section, hint = _field_hint(key)
+        value = _typed_param(key, value, hint)
         if section == "model":
             setattr(new.model[model_name], key, value)
         elif section == "train":

@@ -375,14 +375,14 @@ def _prepare_timed(dataset: str, cfg: Config, data_dir: Path | None, cache_dir: 
     """The data, prepared once (a cache miss at most), then `repeats` more times: those are the timed
     cache hits (the target is that a rerun does not pay for tokenisation again)."""
     t0 = time.perf_counter()
-    data = prepare(dataset, cfg.data, data_dir, cache_dir)
+    data = prepare(dataset, cfg, data_dir, cache_dir)
     log.info("%s: data prepared in %.1fs (%s)", dataset, time.perf_counter() - t0,
              "cache hit" if data.cache_hit else "cache miss, now cached")
     hits = []
     for _ in range(max(1, repeats)):
         del data  # one copy in memory at a time
         t0 = time.perf_counter()
-        data = prepare(dataset, cfg.data, data_dir, cache_dir)
+        data = prepare(dataset, cfg, data_dir, cache_dir)
         hits.append(time.perf_counter() - t0)
         if not data.cache_hit:
             raise BenchError("the second data preparation did not hit the cache (is the cache folder writable?)")
@@ -472,7 +472,7 @@ def measure_jobs(cfg: Config, dataset: str, data_dir: Path | None, cache_dir: Pa
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
     models = [m for m in ("rnn", "attn_rnn") if m in cfg.model]
     seeds = list(range(max(2, cores)))
-    data = prepare(dataset, cfg.data, data_dir, cache_dir)  # encoded once; the workers hit the cache
+    data = prepare(dataset, cfg, data_dir, cache_dir)  # encoded once; the workers hit the cache
     threads_before = torch.get_num_threads()
     times: dict[str, list[float]] = {"one": [], "many": []}
     try:
@@ -529,12 +529,22 @@ def _check_options(args: argparse.Namespace) -> None:
     """Bad options fail in one line before any data is prepared or model built (minutes saved)."""
     if args.max_length < 0:
         raise BenchError(f"--max-length must be >= 0 (0 = the config's), got {args.max_length}")
-    for option in ("batches", "repeats", "matmul_size"):
+    for option, most in (("batches", 10_000), ("repeats", 100), ("matmul_size", 16_384), ("max_length", 8_192)):
         value = getattr(args, option)
-        if value < 1:
+        if value < (0 if option == "max_length" else 1):
             raise BenchError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-    if Path(args.out).is_dir():
+        if value > most:
+            raise BenchError(f"--{option.replace('_', '-')} must be at most {most:,}, got {value}")
+    if not args.out.strip():
+        raise BenchError("--out is empty (an unset shell variable?)")
+    out = Path(args.out)
+    if out.is_dir():
         raise BenchError(f"--out {args.out} is a folder; give the path of the CSV to write")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BenchError(f"--out {args.out} lies below {parent}, which is a file")
 
 
 def _models_to_measure(cfg: Config, requested: str | None) -> list[str]:

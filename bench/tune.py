@@ -52,6 +52,8 @@ def _optuna():
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()  # through the root logger, whose handlers drop
+    optuna.logging.enable_propagation()       # an interrupted trial's traceback (bench.cli)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -108,7 +110,8 @@ def make_storage(url: str, settings: TuneSettings | None = None):
         path = Path(url[len("sqlite:///"):])
         if path.exists() and path.is_dir():
             raise BenchError(f"storage {path} is a folder, not an Optuna SQLite file")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():  # never create folders where a URL points (the default lies in --out)
+            raise BenchError(f"storage {masked(url)}: folder {path.parent} does not exist (create it first)")
         connect_args = {"timeout": 30}
     elif url.startswith("postgresql"):
         connect_args = {"connect_timeout": 10}
@@ -470,6 +473,8 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
     timeout = st.timeout_s if timeout is None else timeout
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
+    if storage_url is None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # the default storage lives in the run folder
     url = storage_url or RunFolder(run_dir).sqlite_url()
     name = study_name(cfg, data.dataset, model_name, search)
     with opened_storage(url, st) as storage:
@@ -512,7 +517,7 @@ def _tune_worker(cfg: Config, dataset: str, model_name: str, run_dir: Path, stor
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     dev = torch.device(device)
     configure_process(dev, threads, cfg.train.flush_denormal, deterministic=False)
-    data = prepare(dataset, cfg.data, data_dir, cache_dir)
+    data = prepare(dataset, cfg, data_dir, cache_dir)
     tune_model(cfg, data, model_name, run_dir, storage_url=storage_url, trials=trials, timeout=timeout,
                device=dev, search=search, worker=worker)
 
@@ -589,10 +594,13 @@ def execute(args) -> int:
     cli.set_threads(args.threads, cfg.train.threads)
     configure_process(device, 0, cfg.train.flush_denormal, deterministic=False)
     out = Path(args.out) if args.out else default_run_dir(cfg.budget, tuned=True)  # where bench.run --tune writes
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)  # trials.csv and tuning.json, and the default storage, live in --out
     url = args.storage or RunFolder(out).sqlite_url()
     with opened_storage(url, search.settings):
         pass  # fail fast (one line) on a bad storage before loading data
-    data = prepare(args.dataset, cfg.data, cli.data_dir(args), cli.cache_dir(args))
+    data = prepare(args.dataset, cfg, cli.data_dir(args), cli.cache_dir(args))
     tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,
                        device=device, search=search, worker=args.worker)
     m = dataclasses.asdict(tuned.model[args.model])

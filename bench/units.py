@@ -152,7 +152,7 @@ def run_job(job: UnitJob, data=None) -> UnitRecord:
     if data is None:
         from bench.data import prepare
 
-        data = prepare(job.dataset, job.cfg.data, job.data_dir, job.cache_dir)
+        data = prepare(job.dataset, job.cfg, job.data_dir, job.cache_dir)
     return run_unit(job.cfg, data, job.model, job.seed, device, job.out, job.sha)
 
 

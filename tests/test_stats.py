@@ -18,7 +18,10 @@ from statsmodels.stats.power import TTestPower
 from bench import compare, paired, stats, stats_report
 from bench.compare import main as compare_main
 from bench.config import ClaimConfig
-from bench.results import EPOCH_COLUMNS, RUN_COLUMNS, RunFolder, atomic_write_csv, atomic_write_json
+from bench.results import (EPOCH_COLUMNS, RUN_COLUMNS, EpochRecord, RunFolder, RunRecord, UnitRecord, atomic_write_csv,
+                           atomic_write_json)
+
+EPOCH_FIELDS = [f for f in EPOCH_COLUMNS if f not in ("dataset", "model", "seed")]
 
 A = np.array([0.861, 0.874, 0.869, 0.880, 0.858, 0.871, 0.866])
 B = np.array([0.850, 0.866, 0.870, 0.861, 0.852, 0.8605, 0.859])
@@ -209,6 +212,11 @@ def make_run(run_dir: Path, n_test: int = 300, models: dict[str, float] = MODEL_
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     atomic_write_csv(folder.runs_csv, runs)
     atomic_write_csv(folder.epochs_csv, pd.DataFrame(epoch_rows).reindex(columns=EPOCH_COLUMNS))
+    for row in rows:  # the unit records the tables are checked against (bench.compare / bench.report)
+        run = RunRecord(**{k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))})
+        epochs = [EpochRecord(**{f: e.get(f, float("nan")) for f in EPOCH_FIELDS}) for e in epoch_rows
+                  if (e["model"], e["seed"]) == (run.model, run.seed)]
+        folder.save_unit(UnitRecord(run=run, epochs=epochs))
     folder.environment_json.write_text(json.dumps({"device": "cpu"}))
     folder.datasets_json.write_text(json.dumps({"imdb": {"train": 10, "val": 2, "test": n_test}}))
     if claim:

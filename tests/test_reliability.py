@@ -1,0 +1,474 @@
+"""Issue 14: every bad input keeps the README's promise (exit 2, one line, no traceback, nothing
+changed), results never mix silently, nothing is written outside --out, one run per folder, and
+the repository's report is composed only from its declared folders. All through the real CLIs."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.config import BenchError
+from bench.results import LOCK_HOLDER_NAME, RunFolder, load_manifest
+from conftest import REPO, TINY_CONFIG, cli_env, keyword_texts, run_cli, write_dataset
+
+
+def snapshot(*roots: Path) -> dict[str, bytes]:
+    """Every file under the roots, by path, with its bytes (folders included, as empty entries)."""
+    out = {}
+    for root in roots:
+        if root.is_file():
+            out[str(root)] = root.read_bytes()
+        for p in sorted(root.rglob("*")) if root.is_dir() else []:
+            out[str(p)] = p.read_bytes() if p.is_file() else b"<dir>"
+    return out
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess, message: str, only: bool = True) -> None:
+    """Exit 2, no traceback, one error line naming the problem; with `only`, nothing else on stderr
+    (the refusal came before the run started), else it is the last line after the run's log."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and (len(lines) == 1 or not only), proc.stderr
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], proc.stderr
+    assert message in lines[-1], proc.stderr
+
+
+def _base(out: Path, cfg: Path, data: Path, cache: Path, *extra: str, models: str = "rnn",
+          seeds: str = "0") -> list[str]:
+    return ["--config", str(cfg), "--data-dir", str(data), "--cache-dir", str(cache), "--out", str(out),
+            "--report", "none", "--device", "cpu", "--models", models, "--seeds", seeds, "--epochs", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, keyword_dir) -> dict[str, Path]:
+    """One finished tiny run (rnn, attn_rnn; seeds 0, 1; one epoch) to damage and rerun against."""
+    root = tmp_path_factory.mktemp("finished")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_CONFIG)
+    out, cache = root / "out", root / "cache"
+    proc = run_cli(*_base(out, cfg, keyword_dir, cache, models="rnn,attn_rnn", seeds="0,1"))
+    assert proc.returncode == 0, proc.stderr
+    return {"out": out, "config": cfg, "cache": cache, "data": keyword_dir}
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path) -> dict[str, Path]:
+    """A private copy of the finished run, with a scratch folder beside it."""
+    out = tmp_path / "out"
+    shutil.copytree(finished["out"], out)
+    (tmp_path / "afile").write_text("x")
+    return {**finished, "out": out, "tmp": tmp_path}
+
+
+def _config_variant(tmp: Path, old: str, new: str) -> Path:
+    assert old in TINY_CONFIG
+    path = tmp / "variant.toml"
+    path.write_text(TINY_CONFIG.replace(old, new, 1))
+    return path
+
+
+# ----------------------------------------------------------------------------- bench.run: bad inputs
+
+def _case_config(tmp, text_old, text_new):
+    return ["--config", str(_config_variant(tmp, text_old, text_new))]
+
+
+RUN_CASES = {
+    # silent fallbacks (an unset shell variable must not launch the config's whole list)
+    "models empty": (lambda t: ["--models", ""], "malformed --models list ''"),
+    "dataset empty": (lambda t: ["--dataset", ""], "malformed --dataset list ''"),
+    "out empty": (lambda t: ["--out", ""], "--out is empty"),
+    "config empty": (lambda t: ["--config", ""], "--config is empty"),
+    "models repeated": (lambda t: ["--models", "rnn,rnn"], "config key 'models' has duplicates"),
+    "dataset repeated": (lambda t: ["--dataset", "imdb,imdb"], "config key 'datasets' has duplicates"),
+    "trials 0": (lambda t: ["--tune", "--trials", "0"], "--trials must be at least 1"),
+    "trials without tune": (lambda t: ["--trials", "3"], "apply only with --tune"),
+    "tune timeout 0": (lambda t: ["--tune", "--tune-timeout", "0"], "--tune-timeout must be a positive"),
+    "epochs huge": (lambda t: ["--epochs", "100000"], "'train.epochs' must be at most 10,000"),
+    "epochs 1e20": (lambda t: ["--epochs", "1e20"], "invalid int value: '1e20'"),
+    # seeds outside NumPy's range
+    "seed 2**32": (lambda t: ["--seeds", str(2**32)], "seed 4294967296 is outside"),
+    "seed negative": (lambda t: ["--seeds", "-1"], "seed -1 is outside"),
+    # paths: a file, below a file, a folder where a file goes, a storage folder that does not exist
+    "cache dir is a file": (lambda t: ["--cache-dir", str(t / "afile")], "--cache-dir"),
+    "out below a file": (lambda t: ["--out", str(t / "afile" / "out")], "lies below"),
+    "report below a file": (lambda t: ["--report", str(t / "afile" / "R.md")], "afile is a file"),
+    "report is a folder": (lambda t: ["--report", str(t)], "is a folder"),
+    "sqlite storage elsewhere": (lambda t: ["--tune", "--storage", f"sqlite:///{t}/nowhere/deep/o.db"],
+                                 "does not exist"),
+    "out unrelated folder": (lambda t: ["--out", str(t / "unrelated")], "holds no bench results"),
+    # config: unsafe names, empty lists, non-finite numbers, a changed setting
+    "model name with ..": (lambda t: _case_config(t, "[model.rnn]", '[model."x/../../../m"]\nkind = "rnn"\n'
+                                                  "[model.rnn]"), "is not a safe name"),
+    "budget a path": (lambda t: _case_config(t, 'budget = "tiny"', 'budget = "/tmp/evil"'), "is not a safe name"),
+    "lr nan": (lambda t: _case_config(t, "lr = 5e-3", "lr = nan"), "'train.lr' must be a finite number"),
+    "other settings": (lambda t: _case_config(t, "vocab_size = 200", "vocab_size = 300"), "'data.vocab_size' differs"),
+}
+
+
+@pytest.mark.parametrize("case", list(RUN_CASES))
+def test_bad_run_inputs_are_one_line_and_change_nothing(run_copy, case):
+    make_args, message = RUN_CASES[case]
+    tmp = run_copy["tmp"]
+    (tmp / "unrelated").mkdir()
+    (tmp / "unrelated" / "notes.txt").write_text("mine")
+    extra = make_args(tmp)
+    before = snapshot(tmp)
+    args = _base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"])
+    for opt in {a for a in extra if a.startswith("--")} & set(args):  # the case's value replaces the base's
+        i = args.index(opt)
+        del args[i:i + 2]
+    proc = run_cli(*args, *extra, timeout=120)
+    one_line_refusal(proc, message)
+    assert snapshot(tmp) == before
+
+
+def test_datasets_empty_in_config_is_refused(tmp_path, keyword_dir):
+    cfg = _config_variant(tmp_path, 'datasets = ["imdb"]', "datasets = []")
+    proc = run_cli(*_base(tmp_path / "out", cfg, keyword_dir, tmp_path / "cache"))
+    one_line_refusal(proc, "'datasets' must list at least one dataset")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda out: (out / "units" / "stray.json").write_text('{"note": "mine"}'), "stray.json is not a readable unit"),
+    (lambda out: (out / "units" / "imdb__rnn__seed0.json").write_text("{not json"), "is not a readable unit"),
+    (lambda out: (out / "units" / "notes.txt").write_text("x"), "notes.txt is not a readable unit"),
+    (lambda out: (out / "config.json").write_text("[1, 2"), "config.json is unreadable"),
+])
+def test_a_damaged_folder_stops_the_run_before_training(run_copy, damage, message):
+    damage(run_copy["out"])
+    before = snapshot(run_copy["tmp"])
+    proc = run_cli(*_base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"]), timeout=120)
+    one_line_refusal(proc, message)
+    assert snapshot(run_copy["tmp"]) == before
+
+
+def test_a_first_run_that_fails_before_training_leaves_no_folder(tmp_path, tiny_config):
+    bad = write_dataset(tmp_path / "bad", "imdb", keyword_texts(20, 0).rename(columns={"text": "review"}),
+                        keyword_texts(10, 1))
+    proc = run_cli(*_base(tmp_path / "out", tiny_config, bad, tmp_path / "cache"))
+    one_line_refusal(proc, "expected columns 'text' and 'label'", only=False)
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- 2. no silent mixing of data
+
+def test_other_data_is_refused_and_config_json_keeps_its_units(run_copy):
+    small = write_dataset(run_copy["tmp"] / "small", "imdb", keyword_texts(300, 5), keyword_texts(100, 6))
+    before = snapshot(run_copy["tmp"] / "out")
+    proc = run_cli(*_base(run_copy["out"], run_copy["config"], small, run_copy["cache"], "--seeds", "7"), timeout=300)
+    one_line_refusal(proc, "holds imdb results made from other data", only=False)
+    assert snapshot(run_copy["tmp"] / "out") == before  # no seed 7 in config.json, datasets.json as it was
+
+
+def test_the_same_data_spelled_differently_resumes(run_copy):
+    relative = Path(os.path.relpath(run_copy["data"], REPO))  # the first run named it by its absolute path
+    proc = run_cli(*_base(run_copy["out"], run_copy["config"], relative, run_copy["cache"]), timeout=300)
+    assert proc.returncode == 0 and "already finished, skipped" in proc.stderr, proc.stderr
+
+
+# ----------------------------------------------------------------------------- 1. a diverged unit
+
+def test_a_diverged_unit_is_listed_and_the_folder_keeps_working(tmp_path, keyword_dir):
+    cfg = _config_variant(tmp_path, "[model.rnn]\n", "[model.rnn]\nlr = 1e30\n")
+    out = tmp_path / "out"
+    args = _base(out, cfg, keyword_dir, tmp_path / "cache", models="rnn,attn_rnn", seeds="0,1")
+    proc = run_cli(*args, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = pd.read_csv(out / "runs.csv")
+    failed = runs[runs["status"] == "failed"]
+    assert set(failed["model"]) == {"rnn"} and failed["params"].isna().all()
+    report = (out / "REPORT.md").read_text()
+    assert "failed: rnn seed 0" in report and "failed: rnn seed 1" in report
+    again = run_cli(*args, timeout=300)  # the folder is not broken
+    assert again.returncode == 0, again.stderr
+    for module in ("bench.report", "bench.compare"):
+        proc = run_cli(str(out), module=module)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# ----------------------------------------------------------------------------- 3. damaged runs.csv
+
+def _cut_row(out: Path) -> None:
+    text = (out / "runs.csv").read_text().splitlines(keepends=True)
+    (out / "runs.csv").write_text("".join(text[:-1]) + text[-1][: len(text[-1]) // 2])
+
+
+def _duplicate_rows(out: Path) -> None:
+    text = (out / "runs.csv").read_text().splitlines(keepends=True)
+    (out / "runs.csv").write_text("".join(text + text[1:]))
+
+
+def _text_in_number(out: Path) -> None:
+    runs = pd.read_csv(out / "runs.csv")
+    runs["test_acc"] = runs["test_acc"].astype(object)
+    runs.loc[0, "test_acc"] = "n/a"
+    runs.to_csv(out / "runs.csv", index=False)
+
+
+def _epochs_dropped(out: Path) -> None:
+    text = (out / "epochs.csv").read_text().splitlines(keepends=True)
+    (out / "epochs.csv").write_text("".join(text[:2]))
+
+
+@pytest.mark.parametrize("module", ["bench.compare", "bench.report"])
+@pytest.mark.parametrize("damage", [_cut_row, _duplicate_rows, _text_in_number, _epochs_dropped])
+def test_a_damaged_table_is_rebuilt_from_units(run_copy, finished, module, damage):
+    out = run_copy["out"]
+    clean = {name: (out / name).read_bytes() for name in ("runs.csv", "epochs.csv")}
+    damage(out)
+    proc = run_cli(str(out), module=module)
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuilt from the unit records" in proc.stderr
+    assert {name: (out / name).read_bytes() for name in clean} == clean
+    stats = pd.read_csv(out / "comparisons.csv")
+    assert (stats["n"] == 2).all()  # n counts seeds, not duplicated rows
+    for name in ("comparisons.csv", "model_summary.csv", "gap_by_epoch.csv"):  # the clean run's statistics
+        assert (out / name).read_bytes() == (finished["out"] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("module", ["bench.compare", "bench.report"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda out: shutil.rmtree(out / "units"), "has no units/ folder"),
+    (lambda out: (out / "units" / "stray.json").write_text("[]"), "stray.json is not a readable unit"),
+    (lambda out: (out / "datasets.json").write_text("{bad"), "datasets.json is missing or unreadable"),
+    (lambda out: (out / "environment.json").write_text(""), "environment.json is missing or unreadable"),
+    (lambda out: (out / "config.json").write_text("[]"), "config.json does not hold a JSON object"),
+    (lambda out: (out / "predictions" / "imdb__rnn__seed0.csv.gz").write_bytes(
+        gzip.compress(b"row,label,pred\n1,0,1\n")[:20]), "imdb__rnn__seed0.csv.gz is unreadable"),
+])
+def test_an_unreadable_folder_file_is_one_line(run_copy, module, damage, message):
+    if module == "bench.compare" and ("environment" in message or "datasets" in message):
+        pytest.skip("bench.compare reads neither environment.json nor datasets.json")
+    damage(run_copy["out"])
+    before = snapshot(run_copy["tmp"])
+    proc = run_cli(str(run_copy["out"]), module=module)
+    one_line_refusal(proc, message)
+    assert snapshot(run_copy["tmp"]) == before
+
+
+# ----------------------------------------------------------------------------- 4. no writes outside --out
+
+def test_cleanup_removes_only_the_harness_own_temporary_files(run_copy):
+    out = run_copy["out"]
+    foreign = [out / ".editor.swp.tmp", out / "units" / ".other-program.tmp", out / "plots" / ".x.png.123.tmp"]
+    for path in foreign:
+        path.write_text("not yours")
+    ours = out / "units" / ".bench-tmp.imdb__rnn__seed0.json.abc123.tmp"
+    ours.write_text("half a write")
+    proc = run_cli(*_base(out, run_copy["config"], run_copy["data"], run_copy["cache"]), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all(p.read_text() == "not yours" for p in foreign) and not ours.exists()
+
+
+def test_default_out_stays_under_results(tmp_path, keyword_dir):
+    """The budget string names the default results folder; it must be a plain name."""
+    for budget in ("../../outside", "/abs/path", "a/b"):
+        cfg = _config_variant(tmp_path, 'budget = "tiny"', f'budget = "{budget}"')
+        proc = run_cli("--config", str(cfg), "--data-dir", str(keyword_dir), "--device", "cpu", "--report", "none",
+                       cwd=tmp_path)
+        one_line_refusal(proc, "is not a safe name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["variant.toml"]
+
+
+# ----------------------------------------------------------------------------- 5. the folder lock
+
+def test_a_second_run_on_a_locked_folder_refuses_naming_the_holder(run_copy):
+    out = run_copy["out"]
+    with RunFolder(out).lock(command="test holder"):
+        before = snapshot(run_copy["tmp"])
+        proc = run_cli(*_base(out, run_copy["config"], run_copy["data"], run_copy["cache"]), timeout=120)
+        one_line_refusal(proc, f"is in use by pid {os.getpid()}")
+        assert "test holder" in proc.stderr and "--wait" in proc.stderr
+        assert snapshot(run_copy["tmp"]) == before
+    assert not (out / LOCK_HOLDER_NAME).exists()  # the holder file goes; the empty lock file stays
+
+
+def test_wait_waits_for_the_holder(run_copy):
+    out = run_copy["out"]
+    holding = threading.Event()
+
+    def hold():
+        with RunFolder(out).lock(command="test holder"):
+            holding.set()
+            time.sleep(4)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    started = time.monotonic()
+    proc = run_cli(*_base(out, run_copy["config"], run_copy["data"], run_copy["cache"], "--wait"), timeout=300)
+    holder.join()
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting (--wait)" in proc.stderr and time.monotonic() - started > 2
+
+
+def test_two_runs_at_once_train_each_unit_once(tmp_path, tiny_config, keyword_dir):
+    out = tmp_path / "out"
+    args = _base(out, tiny_config, keyword_dir, tmp_path / "cache")
+    first = subprocess.Popen([sys.executable, "-m", "bench.run", *args], env=cli_env(), cwd=REPO,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / LOCK_HOLDER_NAME).exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run_cli(*args, timeout=120)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    one_line_refusal(second, "is in use by pid")
+    assert len(pd.read_csv(out / "runs.csv")) == 1
+
+
+# ----------------------------------------------------------------------------- 7. the report manifest
+
+def test_a_run_outside_the_manifest_never_writes_the_manifest_report(run_copy, tmp_path):
+    manifest = tmp_path / "report.toml"
+    manifest.write_text('output = "REPO_REPORT.md"\nmain = "elsewhere"\n')
+    args = _base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"])
+    i = args.index("--report")
+    del args[i:i + 2]
+    proc = run_cli(*args, "--manifest", str(manifest), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "REPO_REPORT.md").exists()
+    assert "not a folder of the report manifest" in proc.stderr and str(run_copy["out"] / "REPORT.md") in proc.stderr
+
+
+def test_a_run_in_the_manifest_rebuilds_the_manifest_report(run_copy, tmp_path):
+    out = run_copy["out"]
+    manifest = tmp_path / "report.toml"
+    manifest.write_text('output = "REPO_REPORT.md"\nmain = "out"\nother = ["out"]\n')
+    args = _base(out, run_copy["config"], run_copy["data"], run_copy["cache"])
+    i = args.index("--report")
+    del args[i:i + 2]
+    proc = run_cli(*args, "--manifest", str(manifest), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    composed = (tmp_path / "REPO_REPORT.md").read_text()
+    assert "## Other run: `" in composed
+    # bench.report --manifest gives the same report as the explicit command
+    proc = run_cli("--manifest", str(manifest), module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    explicit = run_cli(str(out), "--other", str(out), "--output", str(tmp_path / "EXPLICIT.md"), module="bench.report")
+    assert explicit.returncode == 0, explicit.stderr
+    assert (tmp_path / "REPO_REPORT.md").read_bytes() == (tmp_path / "EXPLICIT.md").read_bytes()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('main = "out"\n', "missing key 'output'"),
+    ('output = "R.md"\nmain = "out"\nextra = "x"\n', "unknown key 'extra'"),
+    ('output = "R.md"\nmain = "out"\nother = "out"\n', "'other' must be a list of paths"),
+    ('output = "R.md"\nmain = "missing"\n', "is not a run folder"),
+    ("output = ", "is not valid TOML"),
+])
+def test_a_bad_manifest_is_one_line(run_copy, tmp_path, text, message):
+    manifest = tmp_path / "report.toml"
+    manifest.write_text(text)
+    before = snapshot(tmp_path)
+    proc = run_cli("--manifest", str(manifest), module="bench.report")
+    one_line_refusal(proc, message)
+    assert snapshot(tmp_path) == before
+
+
+def test_the_repository_manifest_states_todays_report_command():
+    from bench.report import report_command
+
+    m = load_manifest(REPO / "configs" / "report.toml")
+    rel = lambda p: p.relative_to(REPO) if p.is_absolute() else p  # noqa: E731
+    cmd = report_command(rel(m.main), m.tuned and rel(m.tuned), m.ablation and rel(m.ablation),
+                         [rel(o) for o in m.other], [rel(v) for v in m.variance])
+    assert cmd.split()[3:] and set(cmd.split(" --")) == set(
+        "python -m bench.report results/quick --other results/quick-tuned --ablation results/ablation --other "
+        "results/full-imdb --variance results/variance-init --variance results/variance-order --variance "
+        "results/variance-split".split(" --"))
+    assert [str(rel(o)) for o in m.other] == ["results/quick-tuned", "results/full-imdb"]
+    assert rel(m.output) == Path("REPORT.md")
+
+
+# ----------------------------------------------------------------------------- 6. bench.speed and bench.tune
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "-1"], "thread count must be >= 0"),
+    (["--matmul-size", "1000000"], "--matmul-size must be at most"),
+    (["--batches", "10000000"], "--batches must be at most"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--max-length", "100000"], "--max-length must be at most"),
+    (["--out", "{tmp}"], "is a folder"),
+    (["--out", "{tmp}/afile/speed.csv"], "lies below"),
+    (["--out", ""], "--out is empty"),
+])
+def test_bad_speed_options_are_one_line_before_any_work(tmp_path, extra, message):
+    (tmp_path / "afile").write_text("x")
+    before = snapshot(tmp_path)
+    proc = run_cli(*[e.format(tmp=tmp_path) for e in extra], module="bench.speed", timeout=60)
+    one_line_refusal(proc, message)
+    assert snapshot(tmp_path) == before
+
+
+TUNE_SEARCH = """
+[settings]
+trials = 50
+epochs = 2
+heartbeat_s = 1
+grace_s = 3
+
+[rnn]
+lr = {type = "float", low = 1e-3, high = 1e-2, log = true}
+"""
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_tune_stops_cleanly_on_sigint_and_sigterm(tmp_path, tiny_config, keyword_dir, sig, code, word):
+    import optuna
+
+    search = tmp_path / "search.toml"
+    search.write_text(TUNE_SEARCH)
+    out = tmp_path / "tuned"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.tune", "--config", str(tiny_config), "--dataset", "imdb",
+                             "--model", "rnn", "--search", str(search), "--out", str(out), "--data-dir",
+                             str(keyword_dir), "--cache-dir", str(tmp_path / "cache")],
+                            env=cli_env({"OMP_NUM_THREADS": "1"}), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    url = f"sqlite:///{out.resolve()}/optuna.db"
+    deadline = time.monotonic() + 180
+    running = False
+    while time.monotonic() < deadline and proc.poll() is None and not running:
+        time.sleep(0.2)
+        try:
+            names = optuna.study.get_all_study_names(url) if (out / "optuna.db").exists() else []
+            running = any(t.state.name == "RUNNING" for n in names
+                          for t in optuna.load_study(study_name=n, storage=url).trials)
+        except Exception:  # the database is being created
+            running = False
+    assert running, "no trial started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and f"{word}: finished trials are in the storage" in err.strip().splitlines()[-1]
+    study = optuna.load_study(study_name=optuna.study.get_all_study_names(url)[0], storage=url)
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+# ----------------------------------------------------------------------------- also: typed Optuna parameters
+
+@pytest.mark.parametrize("params, message", [
+    ({"hidden_dim": 24.5}, "'hidden_dim' must be int"),
+    ({"hidden_dim": "24"}, "'hidden_dim' must be int"),
+    ({"lr": float("nan")}, "'lr' must be finite"),
+    ({"pooling": 3}, "'pooling' must be str"),
+    ({"bidirectional": 1}, "'bidirectional' must be bool"),
+    ({"epochs": 3}, "not a tunable field"),
+])
+def test_tuned_parameters_are_type_checked(tiny_config, params, message):
+    from bench import config, search_space
+
+    cfg = config.load(tiny_config)
+    with pytest.raises(BenchError, match=message):
+        search_space.apply_params(cfg, "rnn", params)
+    assert search_space.apply_params(cfg, "rnn", {"hidden_dim": 32.0}).model["rnn"].hidden_dim == 32
