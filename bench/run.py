@@ -568,8 +568,10 @@ def record_invocation(plan: Plan, wall_seconds: float) -> None:
     """Add this invocation's wall time and parallelism to environment.json."""
     plan.write_environment()
     env = plan.folder.environment()
-    env.update(wall_seconds=round(wall_seconds, 1), units_run=plan.units_run, jobs=plan.cfg.jobs or "auto",
-               cluster=plan.cluster or "")
+    this = {"wall_seconds": round(wall_seconds, 1), "units_run": plan.units_run, "jobs": plan.cfg.jobs or "auto",
+            "cluster": plan.cluster or "", "git_sha": env.get("git_sha", "")}
+    env.update(this)  # the latest invocation, and below every invocation that ran units, in order
+    env["invocations"] = [*env.get("invocations", []), this] if plan.units_run else env.get("invocations", [])
     atomic_write_json(plan.folder.environment_json, env)
 
 

@@ -46,6 +46,7 @@ def test_jobs_2_gives_the_rows_of_jobs_1_and_records_the_invocation(tmp_path, ti
         pd.testing.assert_frame_equal(a, b)
     env = json.loads((tmp_path / "two" / "environment.json").read_text())
     assert env["jobs"] == 2 and env["units_run"] == 6 and env["wall_seconds"] > 0 and env["flush_denormal"] is True
+    assert [i["units_run"] for i in env["invocations"]] == [6]  # one entry per invocation that ran units
     runs, _ = results.RunFolder(tmp_path / "two").read_tables()
     assert set(runs["threads"]) == {1}
 
