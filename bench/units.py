@@ -166,6 +166,16 @@ def _died(job: UnitJob) -> BenchError:
                       "units are saved: rerun the same command to resume")
 
 
+def _deliver(future, job: UnitJob, worker_died: type[BaseException], on_done: OnDone) -> None:
+    """Hand a finished unit's record to `on_done`; a dead worker is one line (`worker_died` is the
+    executor's own exception for that)."""
+    try:
+        record = future.result()
+    except worker_died:
+        raise _died(job) from None
+    on_done(record)
+
+
 def run_here(jobs: list[UnitJob], on_done: OnDone, data) -> None:
     """One after another in this process, on the data the parent already loaded."""
     for job in jobs:
@@ -185,12 +195,7 @@ def run_in_processes(jobs: list[UnitJob], on_done: OnDone, workers: int) -> None
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                job = pending.pop(future)
-                try:
-                    record = future.result()
-                except TerminatedWorkerError:
-                    raise _died(job) from None
-                on_done(record)
+                _deliver(future, pending.pop(future), TerminatedWorkerError, on_done)
     finally:
         if pending:  # an error or Ctrl-C: stop the units still running, keep what is saved
             for future in pending:
@@ -215,12 +220,7 @@ def run_on_cluster(jobs: list[UnitJob], on_done: OnDone, address: str) -> None:
         futures = {client.submit(run_job, job, key=f"bench-{job.key}-{time.time_ns()}", pure=False): job
                    for job in jobs}
         for future in as_completed(list(futures)):
-            job = futures[future]
-            try:
-                record = future.result()
-            except KilledWorker:
-                raise _died(job) from None
-            on_done(record)
+            _deliver(future, futures[future], KilledWorker, on_done)
     finally:
         client.close()
 
