@@ -15,12 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench import cli
+from bench.arms_report import arms_section
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SOURCES, BenchError
 from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
-from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, ReportManifest, RunFolder, atomic_write_text, failed_runs,
-                           load_manifest, ok_runs, relative_link)
+from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, ReportManifest, RunFolder, TunedRun, atomic_write_text,
+                           failed_runs, load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
 from bench.paired import paired_comparison
@@ -56,17 +57,38 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
     return out
 
 
-def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Path | None,
+Tuned = Path | TunedRun | list[TunedRun] | None
+
+
+def tuned_runs(tuned: Tuned, run_dir: Path) -> list[TunedRun]:
+    """Every tuned run with its untuned folder filled in (`run_dir` where none was given)."""
+    items = tuned if isinstance(tuned, list) else [] if tuned is None else [tuned]
+    items = [t if isinstance(t, TunedRun) else TunedRun(Path(t)) for t in items]
+    return [TunedRun(Path(t.run), Path(t.untuned) if t.untuned else Path(run_dir)) for t in items]
+
+
+def _same(a: Path, b: Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Tuned,
                     others: list[Path]) -> dict[str, Path]:
-    """Which folders' verdicts open the report, each with its label: this run, the tuned run,
-    and every other run that tests the claim."""
+    """Which folders' verdicts open the report, each with its label: this run, each tuned run
+    (named by its own budget), and every other run that tests the claim. A label two folders would
+    share gets the folder's name."""
     answer_from = {f"budget {RunFolder(run_dir).stored_config().budget}": run_dir}
-    if tuned is not None:
-        answer_from[f"budget {RunFolder(run_dir).stored_config().budget}, every model tuned"] = tuned
+
+    def add(label: str, folder: Path) -> None:
+        answer_from[label if label not in answer_from else f"{label} ({Path(folder).name})"] = folder
+
+    for t in tuned_runs(tuned, run_dir):
+        tcfg = RunFolder(t.run).stored_config()
+        tokens = "" if _same(t.untuned, run_dir) else f", {tcfg.data.max_length} tokens"
+        add(f"budget {tcfg.budget}{tokens}, every model tuned", t.run)
     for other in others:
         if tests_claim(tables[other]):
             ocfg = RunFolder(other).stored_config()
-            answer_from[f"budget {ocfg.budget}, {ocfg.data.max_length} tokens"] = other
+            add(f"budget {ocfg.budget}, {ocfg.data.max_length} tokens", other)
     return answer_from
 
 
@@ -185,10 +207,11 @@ def _claim_intro(run_dir: Path) -> str:
 
 
 def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
-           tuned: Path | None = None, others: list[Path] = ()) -> str:
+           tuned: Tuned = None, others: list[Path] = ()) -> str:
     """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
-    (and of `tuned` and of each other run that tests the claim) open the report. `tables` holds
-    each folder's comparisons table."""
+    (and of each tuned run and each other run that tests the claim) open the report, then how
+    strong the arms are in every folder that holds the TF-IDF floor. `tables` holds each folder's
+    comparisons table."""
     folder = RunFolder(run_dir)
     runs, epochs = folder.read_tables()
     if runs.empty:
@@ -208,6 +231,9 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
         "",
         *answer_section(_answer_sources(run_dir, tables, tuned, others), tables),
     ]
+    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in (t.run, t.untuned)), *others])
+    if arms:
+        out += [arms, ""]
     # 2. how the run was made
     out += setup_lines(folder, runs)
     # 3. per dataset: tables, plots, per-seed differences, attention
@@ -300,21 +326,26 @@ def _tuned_vs_untuned_rows(ok: pd.DataFrame, base_ok: pd.DataFrame, cfg) -> list
     return rows
 
 
-def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.DataFrame) -> str:
-    """A tuned run beside the untuned one: each model at its own tuned best, the paired
-    tuned − untuned difference per model, the tuned run's statistics and its tuning studies."""
+def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.DataFrame,
+                  main_dir: Path | None = None) -> str:
+    """A tuned run beside its untuned one (`base_dir`): each model at its own tuned best, the paired
+    tuned − untuned difference per model, the tuned run's statistics and its tuning studies. When
+    `base_dir` is not the report's main run (`main_dir`), the heading names the budget and folder."""
     folder = RunFolder(tuned_dir)
     runs, _ = folder.read_tables()
     base, _ = RunFolder(base_dir).read_tables()
     cfg = folder.stored_config()
     seeds = sorted(set(runs["seed"]))
-    out = ["## Tuned models", "",
-           f"_From `{relative_link(tuned_dir, Path.cwd())}`: the same data and training settings as budget "
+    of_main = main_dir is None or _same(base_dir, main_dir)
+    rel_tuned, rel_base = relative_link(tuned_dir, Path.cwd()), relative_link(base_dir, Path.cwd())
+    untuned = "the untuned run above" if of_main else f"the untuned run `{rel_base}`"
+    out = ["## Tuned models" + ("" if of_main else f": budget {cfg.budget} (`{rel_tuned}`)"), "",
+           f"_From `{rel_tuned}`: the same data and training settings as budget "
            f"**{cfg.budget}** (texts cut to {cfg.data.max_length} tokens, at most {cfg.train.epochs} epochs, early "
            "stopping on validation loss), but every neural model's own hyper-parameters were tuned with Optuna on the "
            "validation split (studies below) and the best configuration retrained with seeds "
-           f"{', '.join(map(str, seeds))}. TF-IDF is not tuned. Seeds are paired across models and with the "
-           "untuned run above._", ""]
+           f"{', '.join(map(str, seeds))}. TF-IDF is not tuned. Seeds are paired across models and with "
+           f"{untuned}._", ""]
     for dataset in _datasets(runs):
         title = folder.dataset_title(dataset)
         r = runs[runs["dataset"] == dataset]
@@ -371,40 +402,48 @@ def statistics_of(folders: list[Path]) -> dict[Path, pd.DataFrame]:
     return tables
 
 
-def report_command(run_dir: Path, tuned: Path | None = None, ablation: Path | None = None, others: list[Path] = (),
+def report_command(run_dir: Path, tuned: Tuned = None, ablation: Path | None = None, others: list[Path] = (),
                    variance: list[Path] = ()) -> str:
-    """The `bench.report` command that makes this report, as its header states it."""
-    return " ".join(["python -m bench.report", relative_link(run_dir, Path.cwd())]
-                    + [f"--{flag} {relative_link(Path(d), Path.cwd())}" for flag, d in
-                       (("tuned", tuned), ("ablation", ablation), *(("other", o) for o in others),
-                        *(("variance", v) for v in variance))
+    """The `bench.report` command that makes this report, as its header states it (a tuned run with
+    its own untuned folder as `--tuned-pair TUNED UNTUNED`)."""
+    def rel(d: Path) -> str:
+        return relative_link(Path(d), Path.cwd())
+
+    tuned_flags = [f"--tuned {rel(t.run)}" if _same(t.untuned, run_dir) else
+                   f"--tuned-pair {rel(t.run)} {rel(t.untuned)}" for t in tuned_runs(tuned, run_dir)]
+    return " ".join(["python -m bench.report", rel(run_dir), *tuned_flags]
+                    + [f"--{flag} {rel(d)}" for flag, d in
+                       (("ablation", ablation), *(("other", o) for o in others), *(("variance", v) for v in variance))
                        if d is not None])
 
 
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
-                 tuned: Path | None = None, others: list[Path] = (), variance: list[Path] = ()) -> list[Path]:
-    """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted)."""
+                 tuned: Tuned = None, others: list[Path] = (), variance: list[Path] = ()) -> list[Path]:
+    """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted). `tuned`:
+    a tuned folder (compared with `run_dir`), or TunedRuns each naming its own untuned folder."""
     run_dir = Path(run_dir)
     if not RunFolder(run_dir).is_run():
         raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
     written = []
-    tuned, ablation = (Path(tuned) if tuned else None), (Path(ablation) if ablation else None)
+    tuned, ablation = tuned_runs(tuned, run_dir), (Path(ablation) if ablation else None)
     others = [Path(o) for o in others]
-    for folder in dict.fromkeys(d for d in (run_dir, tuned, ablation, *others, *variance) if d is not None):
+    tuned_dirs = [t.run for t in tuned]
+    for folder in dict.fromkeys(d for d in (run_dir, *tuned_dirs, *(t.untuned for t in tuned), ablation, *others,
+                                            *variance) if d is not None):
         RunFolder(folder).verify_tables()  # never render from a runs.csv that disagrees with units/
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.is_dir():
             raise BenchError(f"report path {target} is a folder")
         if target.parent.exists() and not target.parent.is_dir():
             raise BenchError(f"report path {target} lies below a file")
-    tables = statistics_of([d for d in (run_dir, tuned, ablation, *others) if d is not None])
+    tables = statistics_of([d for d in (run_dir, *tuned_dirs, ablation, *others) if d is not None])
     command = report_command(run_dir, tuned, ablation, others, variance)
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
         text = render(run_dir, target.parent, tables, command, tuned, others)
-        if tuned is not None:
-            text += "\n" + tuned_section(tuned, run_dir, target.parent, tables[tuned])
+        for t in tuned:
+            text += "\n" + tuned_section(t.run, t.untuned, target.parent, tables[t.run], run_dir)
         if ablation is not None:
             text += "\n" + ablation_section(ablation, target.parent, tables[ablation])
         for other in others:
@@ -431,7 +470,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "ablation, other, variance and output) instead of run_dir and the options below")
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
     p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
-    p.add_argument("--tuned", default=None, help="a tuned run folder (bench.run --tune) to report beside run_dir")
+    p.add_argument("--tuned", action="append", default=[],
+                   help="a tuned run folder (bench.run --tune) to report beside run_dir, its untuned run; repeatable")
+    p.add_argument("--tuned-pair", action="append", dest="tuned", nargs=2, metavar=("TUNED", "UNTUNED"),
+                   help="a tuned run folder and the untuned run folder it is compared with (e.g. another budget "
+                        "than run_dir's); repeatable")
     p.add_argument("--other", action="append", default=[],
                    help="a further run folder (e.g. another budget) summarised at the end; repeatable")
     p.add_argument("--variance", action="append", default=[],
@@ -454,12 +497,12 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     if not args.run_dir:
         raise BenchError("give a results folder (e.g. results/quick) or --manifest configs/report.toml")
-    for extra_dir in (args.ablation, args.tuned, *args.other, *args.variance):
+    tuned = [TunedRun(Path(t)) if isinstance(t, str) else TunedRun(Path(t[0]), Path(t[1])) for t in args.tuned]
+    for extra_dir in (args.ablation, *(p for t in tuned for p in (t.run, t.untuned)), *args.other, *args.variance):
         if extra_dir and not RunFolder(extra_dir).is_run():
             raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
     for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
-                             Path(args.ablation) if args.ablation else None,
-                             Path(args.tuned) if args.tuned else None, [Path(o) for o in args.other],
+                             Path(args.ablation) if args.ablation else None, tuned, [Path(o) for o in args.other],
                              [Path(v) for v in args.variance]):
         print(f"wrote {path}")
     return 0

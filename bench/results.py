@@ -489,29 +489,65 @@ class _FolderLock:
 
 # ----------------------------------------------------------------------------- the report manifest
 
-MANIFEST_KEYS = {"output": str, "main": str, "tuned": str, "ablation": str, "other": list, "variance": list}
+MANIFEST_KEYS = {"output": str, "main": str, "tuned": "tuned", "ablation": str, "other": list, "variance": list}
+TUNED_KEYS = ("run", "untuned")
+
+
+@dataclass(frozen=True)
+class TunedRun:
+    """A tuned run folder and the untuned folder its tuned − untuned differences pair with
+    (None: the report's main run), so a tuned run at one budget is never compared with another budget."""
+    run: Path
+    untuned: Path | None = None
 
 
 @dataclass
 class ReportManifest:
     """Which folders make up the repository's report (`configs/report.toml`): the main run, and
-    optionally a tuned run, an ablation, further runs and variance-decomposition runs, plus where
-    the composed report goes. Paths in the file are relative to the file's own folder."""
+    optionally tuned runs (each beside its own untuned run), an ablation, further runs and
+    variance-decomposition runs, plus where the composed report goes. Paths in the file are
+    relative to the file's own folder."""
     source: Path
     output: Path
     main: Path
-    tuned: Path | None = None
+    tuned: list[TunedRun] = field(default_factory=list)
     ablation: Path | None = None
     other: list[Path] = field(default_factory=list)
     variance: list[Path] = field(default_factory=list)
 
     def folders(self) -> list[Path]:
-        return [p for p in (self.main, self.tuned, self.ablation, *self.other, *self.variance) if p is not None]
+        tuned = [p for t in self.tuned for p in (t.run, t.untuned) if p is not None]
+        return [p for p in (self.main, *tuned, self.ablation, *self.other, *self.variance) if p is not None]
 
     def names(self, folder: str | Path) -> bool:
         """Whether `folder` is one of the manifest's folders (compared as resolved paths)."""
         target = Path(folder).resolve()
         return any(p.resolve() == target for p in self.folders())
+
+
+def _tuned_runs(value: Any, path: Path, base: Path) -> list[TunedRun]:
+    """`tuned` as a path (untuned = main), or a list of paths and `{run = ..., untuned = ...}` tables."""
+    shape = ("'tuned' must be a path or a list of paths and {run = \"...\", untuned = \"...\"} tables, "
+             f"got {value!r}")
+    runs = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and item.strip():
+            item = {"run": item}
+        if not isinstance(item, dict):
+            raise BenchError(f"report manifest {path}: {shape}")
+        unknown = sorted(set(item) - set(TUNED_KEYS))
+        if unknown:
+            raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' in a 'tuned' table "
+                             f"(known: {', '.join(TUNED_KEYS)})")
+        if "run" not in item:
+            raise BenchError(f"report manifest {path}: a 'tuned' table needs 'run' (the tuned folder), got {item!r}")
+        for key, v in item.items():
+            if not (isinstance(v, str) and v.strip()):
+                raise BenchError(f"report manifest {path}: 'tuned' table key '{key}' must be a path, got {v!r}")
+        untuned = item.get("untuned")
+        runs.append(TunedRun(run=Path(os.path.normpath(base / item["run"])),
+                             untuned=Path(os.path.normpath(base / untuned)) if untuned else None))
+    return runs
 
 
 def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | None:
@@ -533,6 +569,9 @@ def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | N
     for key, kind in MANIFEST_KEYS.items():
         value = raw.get(key)
         if value is None:
+            continue
+        if kind == "tuned":
+            values[key] = _tuned_runs(value, path, base)
             continue
         items = value if kind is list else [value]
         if not isinstance(value, kind) or not all(isinstance(v, str) and v.strip() for v in items):

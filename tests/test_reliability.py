@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from bench.config import BenchError
-from bench.results import LOCK_HOLDER_NAME, RunFolder, load_manifest
+from bench.results import LOCK_HOLDER_NAME, RunFolder, TunedRun, load_manifest
 from conftest import REPO, TINY_CONFIG, cli_env, keyword_texts, run_cli, write_dataset
 
 
@@ -382,7 +382,8 @@ def test_the_repository_manifest_states_todays_report_command():
 
     m = load_manifest(REPO / "configs" / "report.toml")
     rel = lambda p: p.relative_to(REPO) if p.is_absolute() else p  # noqa: E731
-    cmd = report_command(rel(m.main), m.tuned and rel(m.tuned), m.ablation and rel(m.ablation),
+    tuned = [TunedRun(rel(t.run), t.untuned and rel(t.untuned)) for t in m.tuned]
+    cmd = report_command(rel(m.main), tuned, m.ablation and rel(m.ablation),
                          [rel(o) for o in m.other], [rel(v) for v in m.variance])
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
         "python -m bench.report results/quick --other results/quick-tuned --ablation results/ablation --other "

@@ -1,0 +1,208 @@
+"""The report's manifest with tuned runs beside their own untuned runs, and the "Are the arms strong
+enough?" section (bench.arms_report): its numbers against scipy, its targets at their thresholds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench import arms_report, config, report
+from bench.arms_report import arms_section, arms_table, judge, target_for
+from bench.config import BenchError
+from bench.results import (EPOCH_COLUMNS, RUN_COLUMNS, ReportManifest, RunFolder, TunedRun, atomic_write_csv,
+                           atomic_write_json, load_manifest)
+
+KINDS = {"rnn": {"kind": "rnn"}, "attn_rnn": {"kind": "rnn", "pooling": "attention"},
+         "transformer": {"kind": "transformer"}, "tfidf": {"kind": "tfidf"}}
+
+
+def arms_folder(path: Path, budget: str, accs: dict[str, list[float]], dataset: str = "imdb", max_length: int = 400,
+                tuned: bool = False, params: int = 2_000_000) -> Path:
+    """A run folder holding only what the arms section reads: runs.csv, epochs.csv and config.json."""
+    folder = RunFolder(path)
+    rows = [{"dataset": dataset, "model": m, "seed": s, "status": "ok", "reason": "", "params": params,
+             "test_acc": a} for m, values in accs.items() for s, a in enumerate(values)]
+    atomic_write_csv(folder.runs_csv, pd.DataFrame(rows).reindex(columns=RUN_COLUMNS))
+    atomic_write_csv(folder.epochs_csv, pd.DataFrame(columns=EPOCH_COLUMNS))
+    seeds = sorted({s for values in accs.values() for s in range(len(values))})
+    cfg = config.from_dict({"budget": budget, "datasets": [dataset], "models": list(accs), "seeds": seeds,
+                            "data": {"max_length": max_length}, "train": {"epochs": 7},
+                            "model": {m: KINDS[m] for m in accs}})
+    atomic_write_json(folder.config_json, cfg.to_dict())
+    if tuned:
+        atomic_write_json(folder.tuning_json, {})
+    return path
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+def test_the_manifest_takes_tuned_runs_beside_their_own_untuned_runs(tmp_path):
+    path = tmp_path / "configs" / "report.toml"
+    path.parent.mkdir()
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\n'
+                    'tuned = ["../results/quick-tuned", {run = "../results/full-tuned", untuned = "../results/full"}]\n')
+    m = load_manifest(path)
+    res = tmp_path / "results"
+    assert m.tuned == [TunedRun(res / "quick-tuned"), TunedRun(res / "full-tuned", res / "full")]
+    assert m.folders() == [res / "quick", res / "quick-tuned", res / "full-tuned", res / "full"]
+    assert m.names(res / "full") and m.names(tmp_path / "configs" / ".." / "results" / "full-tuned")
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\ntuned = "../results/quick-tuned"\n')
+    assert load_manifest(path).tuned == [TunedRun(res / "quick-tuned")]  # a plain string: untuned = main
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\n[[tuned]]\nrun = "../results/t"\n')
+    assert load_manifest(path).tuned == [TunedRun(res / "t")]
+    assert ReportManifest(path, res / "R.md", res / "quick").folders() == [res / "quick"]
+
+
+@pytest.mark.parametrize("tuned, message", [
+    ('[{run = "a", budget = "full"}]', "unknown key 'budget' in a 'tuned' table (known: run, untuned)"),
+    ('[{untuned = "a"}]', "a 'tuned' table needs 'run'"),
+    ('[{run = "a", untuned = 3}]', "'tuned' table key 'untuned' must be a path"),
+    ('[{run = ""}]', "'tuned' table key 'run' must be a path"),
+    ("3", "'tuned' must be a path or a list of paths and"),
+    ('["a", 3]', "'tuned' must be a path or a list of paths and"),
+])
+def test_a_bad_tuned_entry_is_one_line(tmp_path, tuned, message):
+    path = tmp_path / "report.toml"
+    path.write_text(f'output = "R.md"\nmain = "m"\ntuned = {tuned}\n')
+    with pytest.raises(BenchError) as err:
+        load_manifest(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_untuned_folder_that_is_no_run_folder_is_refused(tmp_path):
+    arms_folder(tmp_path / "m", "quick", {"rnn": [0.8], "tfidf": [0.8]})
+    arms_folder(tmp_path / "t", "full", {"rnn": [0.8], "tfidf": [0.8]})
+    path = tmp_path / "report.toml"
+    path.write_text('output = "R.md"\nmain = "m"\ntuned = [{run = "t", untuned = "nothing"}]\n')
+    with pytest.raises(BenchError, match=r"nothing \(named in .*\) is not a run folder"):
+        report.execute(report.parse_args(["--manifest", str(path)]))
+    assert not (tmp_path / "R.md").exists()
+
+
+def test_the_command_names_each_tuned_run_with_its_untuned_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tuned = [TunedRun(Path("quick-tuned")), TunedRun(Path("full-tuned"), Path("full"))]
+    cmd = report.report_command(Path("quick"), tuned, others=[Path("full")])
+    assert cmd == "python -m bench.report quick --tuned quick-tuned --tuned-pair full-tuned full --other full"
+    assert report.report_command(Path("quick"), Path("quick-tuned")) == "python -m bench.report quick --tuned quick-tuned"
+    args = report.parse_args(cmd.split()[3:])  # the command parses back, in order
+    assert args.tuned == ["quick-tuned", ["full-tuned", "full"]] and args.other == ["full"]
+
+
+# ----------------------------------------------------------------------------- the arms section
+
+FULL = {"rnn": [0.884, 0.881, 0.887, 0.886, 0.880, 0.889],
+        "attn_rnn": [0.897, 0.894, 0.899, 0.893, 0.896, 0.898],
+        "tfidf": [0.8899] * 6}
+
+
+def test_arms_numbers_match_scipy(tmp_path):
+    quick = {"rnn": [0.82, 0.83, 0.825], "transformer": [0.80, 0.79, 0.81, 0.805], "tfidf": [0.838, 0.839, 0.8385, 0.84]}
+    folders = [arms_folder(tmp_path / "full", "full", FULL),
+               arms_folder(tmp_path / "quick", "quick", quick, max_length=128, tuned=True)]
+    table = arms_table(folders + [tmp_path / "full"])  # a folder named twice counts once
+    assert len(table) == 6  # in each folder rnn, attn_rnn and transformer: a target names all three, run or not
+    row = table[(table["folder"] == folders[1]) & (table["model"] == "transformer")].iloc[0]
+    x, floor = np.array(quick["transformer"]), np.array(quick["tfidf"])
+    assert row["mean"] == pytest.approx(x.mean()) and row["n"] == 4
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(sps.t.interval(0.95, 3, loc=x.mean(), scale=sps.sem(x)))
+    paired_ci = sps.ttest_rel(x, floor).confidence_interval(0.95)
+    assert row["diff_mean"] == pytest.approx((x - floor).mean())
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((paired_ci.low, paired_ci.high))
+    assert row["floor_mean"] == pytest.approx(floor.mean()) and not row["floor_deterministic"]
+    rnn = table[(table["folder"] == folders[1]) & (table["model"] == "rnn")].iloc[0]
+    assert rnn["diff_n"] == 3 and rnn["diff_mean"] == pytest.approx((np.array(quick["rnn"]) - floor[:3]).mean())
+    full = table[table["folder"] == folders[0]].set_index("model")
+    assert bool(full.loc["attn_rnn", "met"]) and full.loc["attn_rnn", "floor_deterministic"]
+    assert full.loc["rnn", "misses"] == ["mean 88.45% < 89.0%", "0.54 pp below the floor's mean"]
+    assert full.loc["transformer", "misses"] == ["not run in this folder"] and full.loc["transformer", "n"] == 0
+
+    md = arms_section(folders)
+    assert md.startswith("## Are the arms strong enough?")
+    assert "#### IMDB, budget full (`" in md and "#### IMDB, budget quick, every neural model tuned (`" in md
+    assert "texts cut to 400 tokens, at most 7 epochs, 6 seeds" in md and "texts cut to 128 tokens" in md
+    assert "88.99% (deterministic: the same on all 6 seeds)" in md
+    assert f"| attn_rnn | 2,000,000 | 6 | {x_ci(FULL['attn_rnn'])} |" in md
+    assert "| transformer | – | 0 | not run | – | ≥ 88.0% and ≥ floor | **missed** (not run in this folder) |" in md
+    assert "(3 shared seeds)" in md  # rnn paired with the floor on the seeds both ran
+    assert "| NBSVM-bi | 91.22 | Wang & Manning 2012" in md and "not rerun here" in md
+    assert "1 of 6 arm targets is met." in md and "IMDB at budget full (`" in md
+    assert "closest to the NBSVM-bi line (91.22%) is attn_rnn at budget full" in md
+    assert f"{91.22 - np.mean(FULL['attn_rnn']) * 100:.2f} pp below it" in md
+    assert arms_section([arms_folder(tmp_path / "no-floor", "full", {"rnn": [0.9] * 6})]) == ""
+
+
+def x_ci(values: list[float]) -> str:
+    x = np.array(values) * 100
+    lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    return f"{x.mean():.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def test_targets_at_their_thresholds():
+    full_attn, quick, ag = target_for("full", "imdb", "attn_rnn"), target_for("quick", "imdb", "rnn"), \
+        target_for("quick", "ag_news", "transformer")
+    assert target_for("full", "imdb", "lstm").minimum is None and target_for("full", "imdb", "lstm").floor_margin == 0
+    assert target_for("tiny", "imdb", "rnn") is None and target_for("full", "sst2", "rnn") is None
+    assert target_for("full", "ag_news", "rnn").floor_margin == 0.02  # AG News: any budget
+    floor = 0.8899
+    assert judge(full_attn, 6, 0.895, floor, 2e6) == []                         # exactly at 89.5%: met
+    assert judge(full_attn, 6, 0.8949, floor, 2e6) == ["mean 89.49% < 89.5%"]
+    assert judge(full_attn, 6, 0.9, 0.9001, 2e6) == ["0.01 pp below the floor's mean"]  # below the floor
+    assert judge(full_attn, 6, 0.9, 0.9, 2e6) == []                             # at the floor: met
+    assert judge(full_attn, 5, 0.9, floor, 2e6) == ["5 seeds < 6"]               # too few seeds: missed
+    assert judge(full_attn, 6, 0.9, floor, 2_500_001) == ["2.50 M parameters > 2.5 M"]
+    assert judge(full_attn, 6, 0.9, floor, 2_500_000) == []
+    assert judge(quick, 6, 0.8284, 0.8384, 2e6) == []                            # exactly 1 pp below: met
+    assert judge(quick, 6, 0.8283, 0.8384, 2e6) == ["1.01 pp below the floor's mean"]
+    assert judge(ag, 6, 0.86, 0.88, 2e6) == [] and judge(ag, 6, 0.8599, 0.88, 2e6) != []
+
+
+def test_a_target_met_only_by_too_few_seeds_says_so(tmp_path):
+    accs = {m: v[:5] for m, v in FULL.items()}
+    md = arms_section([arms_folder(tmp_path / "f", "full", accs)])
+    assert "| attn_rnn |" in md and "**missed** (5 seeds < 6; the means alone would meet it)" in md
+    assert "**met**" not in md and "0 of 3 arm targets are met." in md
+    other = arms_section([arms_folder(tmp_path / "o", "tiny", FULL)])
+    assert "| no target |" in other and "for which issue 13 sets a target" in other
+
+
+def test_the_reference_lines_live_in_one_cited_constant():
+    names = [name for name, _, _ in arms_report.REFERENCE_LINES]
+    assert names[-1] == arms_report.STRETCH_LINE and arms_report.reference("NBSVM-bi") == 91.22
+    assert all(source for _, _, source in arms_report.REFERENCE_LINES)
+
+
+# ----------------------------------------------------------------------------- the whole report
+
+def test_a_manifest_tuned_run_at_another_budget_is_reported_against_its_own_untuned_run(tmp_path, monkeypatch):
+    from test_stats import make_run
+
+    monkeypatch.chdir(tmp_path)
+    skill = {"rnn": 0.70, "attn_rnn": 0.80, "tfidf": 0.75}
+    env = {"device": "cpu", "python": "3", "torch": "2", "datasets": "3", "tokenizers": "0", "git_sha": "abc",
+           "processor": "cpu", "cpu_count": 2, "torch_threads": 1}
+    for name, budget in (("quick", "quick"), ("full", "full"), ("full-tuned", "full")):
+        make_run(tmp_path / name, models=skill, claim=True)
+        raw = json.loads((tmp_path / name / "config.json").read_text())
+        raw["budget"], raw["data"]["max_length"] = budget, 400 if budget == "full" else 128
+        raw["model"]["tfidf"] = {**raw["model"]["tfidf"], "kind": "tfidf"}
+        atomic_write_json(tmp_path / name / "config.json", raw)
+        atomic_write_json(tmp_path / name / "environment.json", env)
+        atomic_write_json(tmp_path / name / "datasets.json", {"imdb": {
+            "train": 10, "val": 2, "test": 300, "vocab_size": 100, "truncated_fraction": 0.1, "source": "synthetic"}})
+    manifest = tmp_path / "report.toml"
+    manifest.write_text('output = "REPORT.md"\nmain = "quick"\ntuned = [{run = "full-tuned", untuned = "full"}]\n')
+    assert report.main(["--manifest", str(manifest)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "python -m bench.report quick --tuned-pair full-tuned full`" in text.splitlines()[2]
+    brief, arms = text.index("## The answer in brief"), text.index("## Are the arms strong enough?")
+    assert brief < arms < text.index("## Setup")
+    assert "budget full, 400 tokens, every model tuned** (5 paired seeds," in text[brief:arms]
+    for folder in ("quick", "full-tuned", "full"):  # the main run, the tuned run and its untuned run
+        assert f"budget {'quick' if folder == 'quick' else 'full'} (`{folder}`)" in text[arms:]
+    assert "## Tuned models: budget full (`full-tuned`)" in text and "with the untuned run `full`." in text
+    assert "untuned = `full`" in text
