@@ -140,6 +140,11 @@ class ModelConfig:
     attn_dim: int = 8            # additive-attention width (pooling = "attention")
     heads: int = 4               # transformer only
     lr: float = 0.0              # learning rate for this model; 0 = use train.lr
+    lr_schedule: str = ""        # this model's none | linear | cosine; "" = use train.lr_schedule
+    warmup_fraction: float = 0.0  # this model's warm-up share of the steps; 0 = use train.warmup_fraction
+    embed_dropout: float = 0.0   # drop whole word types from the embedding matrix per batch (AWD-LSTM); 0 = off
+    norm_first: bool = False     # transformer only: pre-LayerNorm layers (False = post-LN, PyTorch's default)
+    positions: str = "learned"   # transformer only: learned | sinusoidal (fixed sin/cos table, no parameters)
 
     def __post_init__(self) -> None:
         # the pooling default depends on the kind, so it is resolved here, once, when the section is built
@@ -148,6 +153,14 @@ class ModelConfig:
     def learning_rate(self, train: "TrainConfig") -> float:
         """This model's own learning rate, else the shared one."""
         return self.lr or train.lr
+
+    def train_config(self, train: "TrainConfig") -> "TrainConfig":
+        """`train` with this model's own lr, lr_schedule and warmup_fraction where it sets them: the
+        one place the per-model overrides are resolved, so a Transformer can warm up and decay while
+        the GRUs keep the shared schedule."""
+        return dataclasses.replace(train, lr=self.learning_rate(train),
+                                   lr_schedule=self.lr_schedule or train.lr_schedule,
+                                   warmup_fraction=self.warmup_fraction or train.warmup_fraction)
 
 
 @dataclass
@@ -165,6 +178,8 @@ class TrainConfig:
     amp: bool = True             # CUDA only: bf16 autocast where supported, else fp16 + scaler
     threads: int = 0             # CPU threads for torch (0 = torch's default)
     flush_denormal: bool = True  # CPU: flush subnormal floats to zero (last-state GRU gradients decay into them)
+    decay_all: bool = True       # weight decay on every parameter; False: only matrices and embeddings (ndim >= 2),
+                                 # not biases or LayerNorm weights (nanoGPT's rule)
 
 
 @dataclass
@@ -226,8 +241,8 @@ class Config:
 
     def unit_hash(self, model_name: str) -> str:
         """Hash of everything that decides one model's result except the seed and dataset."""
-        blob = {"data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train),
-                "model": dataclasses.asdict(self.model[model_name])}
+        blob = {"data": dataclasses.asdict(self.data), "train": hashed_fields(self.train),
+                "model": hashed_fields(self.model[model_name])}
         if sorted(self.vary) != sorted(DEFAULT_VARY):  # only then, so hashes made before `vary` existed hold
             blob["vary"] = sorted(self.vary)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
@@ -243,6 +258,19 @@ class Config:
     def effective_claim(self) -> ClaimConfig:
         """The declared claim, else the default one."""
         return self.claim if self.claim is not None else ClaimConfig()
+
+
+# fields added after results were committed, per section: left out of hashes while at their default,
+# so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
+LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions"),
+               TrainConfig: ("decay_all",)}
+
+
+def hashed_fields(section: ModelConfig | TrainConfig) -> dict[str, Any]:
+    """A section's fields as hashed: asdict, less any late field still at its default."""
+    late = LATE_FIELDS[type(section)]
+    defaults = {f.name: f.default for f in dataclasses.fields(section)}
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in late or v != defaults[k]}
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
@@ -373,6 +401,16 @@ def validate(cfg: Config) -> Config:
             raise BenchError(f"config key '{p}dropout' must be in [0, 1), got {m.dropout}")
         if m.lr < 0:
             raise BenchError(f"config key '{p}lr' must be >= 0, got {m.lr}")
+        if m.lr_schedule not in ("", "none", "linear", "cosine"):
+            raise BenchError(f"config key '{p}lr_schedule' must be none, linear or cosine (or \"\" for "
+                             f"train.lr_schedule), got '{m.lr_schedule}'")
+        if not 0 <= m.warmup_fraction < 1:
+            raise BenchError(f"config key '{p}warmup_fraction' must be in [0, 1) (0 = train.warmup_fraction), "
+                             f"got {m.warmup_fraction}")
+        if not 0 <= m.embed_dropout < 1:
+            raise BenchError(f"config key '{p}embed_dropout' must be in [0, 1), got {m.embed_dropout}")
+        if m.positions not in ("learned", "sinusoidal"):
+            raise BenchError(f"config key '{p}positions' must be learned or sinusoidal, got '{m.positions}'")
         if m.kind == "rnn":
             if m.cell not in ("gru", "lstm"):
                 raise BenchError(f"config key '{p}cell' must be gru or lstm, got '{m.cell}'")

@@ -5,16 +5,22 @@
 parameters. Padded batches are handled without packing: the forward direction reads the
 state at each text's real last token, and the backward direction runs on each text reversed
 within its own length, so padding never reaches a real position's state.
+
+So that each arm can be trained as practitioners train it, `embed_dropout` (both families),
+`norm_first` and `positions` (Transformer) are options; off by default, where the models are the
+ones the committed results were made with, bit for bit.
 """
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from bench.config import Config, ModelConfig
+from bench.config import Config, ModelConfig, TrainConfig
 from bench.data import PAD_ID, EncodedData
 
 
@@ -49,6 +55,29 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def embedding_dropout(embed: nn.Embedding, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Look up `ids`, in training with whole word types dropped (Merity et al. 2017, AWD-LSTM): each
+    row of the embedding matrix is zeroed with probability p for the whole batch and the survivors
+    are scaled by 1/(1-p), so every occurrence of a dropped word vanishes together. A plain lookup
+    in eval or at p = 0, drawing no random numbers (the dropout stream stays as it was)."""
+    if not training or p == 0:
+        return embed(ids)
+    w = embed.weight
+    keep = w.new_empty(w.size(0), 1).bernoulli_(1 - p) / (1 - p)
+    return F.embedding(ids, w * keep, embed.padding_idx)
+
+
+def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
+    """[n, dim] fixed positions of Vaswani et al. (2017): PE[t, 2i] = sin(t / 10000^(2i/dim)),
+    PE[t, 2i+1] = cos(t / 10000^(2i/dim))."""
+    t = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n, dim)
+    table[:, 0::2] = torch.sin(t * freq)
+    table[:, 1::2] = torch.cos(t * freq[: dim // 2])
+    return table
+
+
 class RNNClassifier(nn.Module):
     """Embedding → (bi)GRU/LSTM stack → pooling (last | mean | max | attention) → linear."""
 
@@ -72,7 +101,7 @@ class RNNClassifier(nn.Module):
         """Logits [B, classes]; with `return_attention`, also the pooling weights [B, T]
         (attention pooling only)."""
         mask = padding_mask(lengths, ids.size(1))
-        h = self.drop(self.embed(ids))
+        h = self.drop(embedding_dropout(self.embed, ids, self.cfg.embed_dropout, self.training))
         for i, directions in enumerate(self.layers):
             outs = [directions[0](h)[0]]
             if len(directions) == 2:  # backward direction on each text reversed in place
@@ -107,7 +136,9 @@ class RNNClassifier(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-    """Embedding + learned positions → nn.TransformerEncoder (key-padding mask) → mean/CLS → linear."""
+    """Embedding + learned or sinusoidal positions → nn.TransformerEncoder (post- or pre-LN,
+    key-padding mask) → mean/CLS → linear. The encoder's final LayerNorm is what a pre-LN stack
+    needs (its residual stream is never normalised otherwise)."""
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig, max_length: int):
         super().__init__()
@@ -115,19 +146,30 @@ class TransformerClassifier(nn.Module):
         d = cfg.embed_dim
         self.embed = nn.Embedding(vocab_size, d, padding_idx=PAD_ID)
         self.cls = nn.Parameter(torch.zeros(1, 1, d)) if cfg.pooling == "cls" else None
-        self.pos = nn.Embedding(max_length + 1, d)
-        layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.hidden_dim, cfg.dropout, batch_first=True)
+        if cfg.positions == "sinusoidal":  # a buffer: no parameters, and no draw from the init stream
+            self.pos = None
+            self.register_buffer("pos_table", sinusoidal_positions(max_length + 1, d), persistent=False)
+        else:
+            self.pos = nn.Embedding(max_length + 1, d)
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.hidden_dim, cfg.dropout, batch_first=True,
+                                           norm_first=cfg.norm_first)
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, norm=nn.LayerNorm(d),
                                              enable_nested_tensor=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, num_classes)
 
+    def positions(self, n: int, device: torch.device) -> torch.Tensor:
+        """[n, d] position vectors for the first n positions."""
+        if self.pos is None:
+            return self.pos_table[:n]
+        return self.pos(torch.arange(n, device=device))
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids)
+        h = embedding_dropout(self.embed, ids, self.cfg.embed_dropout, self.training)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(h.size(0), -1, -1), h], dim=1)
             lengths = lengths + 1
-        h = self.drop(h + self.pos(torch.arange(h.size(1), device=h.device))[None])
+        h = self.drop(h + self.positions(h.size(1), h.device)[None])
         mask = padding_mask(lengths, h.size(1))
         h = self.encoder(h, src_key_padding_mask=~mask)
         pooled = h[:, 0] if self.cls is not None else masked_mean(h, mask)
@@ -150,13 +192,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_for_unit(cfg: Config, model_name: str, data: EncodedData, seed: int) -> tuple[nn.Module, float]:
-    """A unit's model and learning rate, seeded: the one construction used by run, tune and speed,
-    so a model is initialised identically wherever it is trained."""
+def build_for_unit(cfg: Config, model_name: str, data: EncodedData,
+                   seed: int) -> tuple[nn.Module, TrainConfig]:
+    """A unit's model, seeded, and its training settings (train with the model's own lr, schedule
+    and warm-up applied): the one construction used by run, tune and speed, so a model is
+    initialised and trained identically wherever it is trained."""
     mcfg = cfg.model[model_name]
     seed_everything(seed)
     model = build_model(mcfg, data.vocab_size, data.num_classes, data.max_length)
-    return model, mcfg.learning_rate(cfg.train)
+    return model, mcfg.train_config(cfg.train)
 
 
 def count_parameters(model: nn.Module) -> int:

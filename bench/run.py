@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import cli
-from bench.config import MODEL_NAMES, BenchError, Config, budget_path, load, validate
+from bench.config import LATE_FIELDS, MODEL_NAMES, BenchError, Config, TrainConfig, budget_path, load, validate
 from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
                            default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
@@ -173,12 +173,16 @@ def environment(device) -> dict[str, Any]:
 def _settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that must match for results to share a folder (not the unit lists).
     A key that a folder made before it existed lacks reads as its default (`vary`: init and order,
-    today's behaviour; `claim`: none declared), so such a folder still resumes under the defaults,
-    while a declared or changed claim on an existing folder is refused like any other change."""
+    today's behaviour; `claim`: none declared; a late train key such as `decay_all`: its default),
+    so such a folder still resumes under the defaults, while a declared or changed claim on an
+    existing folder is refused like any other change."""
     settings = {k: v for k, v in cfg_dict.items()
                 if k not in ("datasets", "models", "seeds", "description", "reference", "jobs")}
     merged = {"vary": Config().vary, "claim": None, **settings}
     merged["vary"] = sorted(merged["vary"])  # a set of sources: order does not matter
+    if isinstance(merged.get("train"), dict):
+        late = {k: getattr(TrainConfig(), k) for k in LATE_FIELDS[TrainConfig]}
+        merged["train"] = {**late, **merged["train"]}
     return merged
 
 

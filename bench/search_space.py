@@ -1,8 +1,9 @@
 """Optuna search spaces: `configs/search.toml` parsed strictly into per-model spaces plus the
 tuning settings, a trial's suggestions, and the sampled parameters applied to a Config.
 
-Each key of a model's table is a field of its [model.<name>] section or of [train]; `lr` is the
-model's own learning rate. Tuning never changes data settings (the encoded data is shared by
+Each key of a model's table is a field of its [model.<name>] section or of [train]; a key both
+have is the model's own (`lr`, `lr_schedule`, `warmup_fraction`), so tuning one model's schedule
+leaves the others' alone. Tuning never changes data settings (the encoded data is shared by
 every trial), so data.max_length is not tunable.
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ class SearchSpace:
 
 
 def _field_hint(key: str) -> tuple[str, Any]:
-    """('model' | 'train', type) for a tunable key; ModelConfig wins (so `lr` is the model's lr)."""
+    """('model' | 'train', type) for a tunable key; ModelConfig wins (so `lr`, `lr_schedule` and
+    `warmup_fraction` are the model's own)."""
     m, t = get_type_hints(ModelConfig), get_type_hints(TrainConfig)
     if key in m:
         return "model", m[key]

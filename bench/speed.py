@@ -140,10 +140,11 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10,
 # ---------------------------------------------------------------- the two loops
 
 def _fresh_model(cfg: Config, name: str, data: EncodedData, device: torch.device,
-                 seed: int) -> tuple[torch.nn.Module, float]:
-    """The model and lr exactly as run/tune build them, so both loops start from the same weights."""
-    model, lr = build_for_unit(cfg, name, data, seed)
-    return model.to(device), lr
+                 seed: int) -> tuple[torch.nn.Module, Config]:
+    """The model exactly as run/tune build it, so both loops start from the same weights, and `cfg`
+    with this model's training settings (its own lr, schedule) as run/tune train it."""
+    model, train_cfg = build_for_unit(cfg, name, data, seed)
+    return model.to(device), dataclasses.replace(cfg, train=train_cfg)
 
 
 def _padded_loader(split: Split, batch_size: int, generator: torch.Generator | None = None) -> DataLoader:
@@ -153,11 +154,11 @@ def _padded_loader(split: Split, batch_size: int, generator: torch.Generator | N
     return DataLoader(ds, batch_size=batch_size, shuffle=generator is not None, generator=generator)
 
 
-def reference_train(model: torch.nn.Module, split: Split, cfg: Config, lr: float, device: torch.device,
+def reference_train(model: torch.nn.Module, split: Split, cfg: Config, device: torch.device,
                     seed: int) -> Measurement:
     """The tutorial loop: padded to max_length, shuffled DataLoader, .item() every step."""
     loader = _padded_loader(split, cfg.train.batch_size, torch.Generator().manual_seed(seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     model.train()
     _reset_peak_memory(device)
     start = time.perf_counter()
@@ -195,7 +196,7 @@ def reference_eval(model: torch.nn.Module, split: Split, cfg: Config, device: to
     return {"seconds": seconds, "peak_mb": _peak_memory_mb(device)}
 
 
-def harness_train(model: torch.nn.Module, split: Split, cfg: Config, lr: float, device: torch.device,
+def harness_train(model: torch.nn.Module, split: Split, cfg: Config, device: torch.device,
                   seed: int) -> Measurement:
     """One epoch of bench.train.fit itself; its own clock covers the training loop only."""
     tiny = split.subset(np.arange(min(4, len(split))))  # fit's per-epoch evaluations, outside its clock
@@ -204,7 +205,7 @@ def harness_train(model: torch.nn.Module, split: Split, cfg: Config, lr: float, 
                        tokenizer_json="", cache_hit=True, source="speed")
     tcfg = dataclasses.replace(cfg.train, epochs=1)
     _reset_peak_memory(device)
-    result = fit(model, data, tcfg, lr=lr, device=device, seed=seed, desc="speed")
+    result = fit(model, data, tcfg, device=device, seed=seed, desc="speed")
     return {"seconds": result.history[0].epoch_seconds, "peak_mb": _peak_memory_mb(device),
             "tokens": result.train_tokens}
 
@@ -279,8 +280,8 @@ def _warm_up(cfg: Config, name: str, data: EncodedData, split: Split, device: to
     so the first measured repeat is not the slowest for reasons that have nothing to do with the loop."""
     warm = split.subset(np.arange(min(len(split), 2 * cfg.train.batch_size)))
     for train_fn, _ in LOOPS.values():
-        model, lr = _fresh_model(cfg, name, data, device, seed)
-        train_fn(model, warm, cfg, lr, device, seed)
+        model, model_cfg = _fresh_model(cfg, name, data, device, seed)
+        train_fn(model, warm, model_cfg, device, seed)
 
 
 def _flush(device: torch.device, loop: str, cfg: Config) -> None:
@@ -296,8 +297,8 @@ def _measure_loop(loop: str, cfg: Config, name: str, data: EncodedData, train_sp
     _flush(device, loop, cfg)
     train_fn, eval_fn = LOOPS["harness" if loop == "harness_subnormal" else loop]
     tokens, eval_tokens = int(train_split.lengths.sum()), int(eval_split.lengths.sum())
-    model, lr = _fresh_model(cfg, name, data, device, seed)
-    tr = train_fn(model, train_split, cfg, lr, device, seed + rep)
+    model, model_cfg = _fresh_model(cfg, name, data, device, seed)
+    tr = train_fn(model, train_split, model_cfg, device, seed + rep)
     ev = eval_fn(model, eval_split, cfg, device)
     if loop == "harness" and tr["tokens"] != tokens:  # both loops must count the same real tokens
         raise RuntimeError(f"harness counted {tr['tokens']} tokens, expected {tokens}")

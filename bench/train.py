@@ -88,6 +88,18 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t
 
 
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW's parameter groups: one group, every parameter decayed (`decay_all`, the default), or
+    nanoGPT's split — decay for matrices and embeddings (ndim >= 2), none for biases and LayerNorm
+    weights, whose decay only pulls them towards an arbitrary zero."""
+    params = list(model.parameters())
+    if cfg.decay_all:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     if cfg.lr_schedule == "none":
         return None
@@ -138,7 +150,7 @@ class _EpochTrainer:
     @classmethod
     def create(cls, model, data, cfg: TrainConfig, lr: float, device, seed: int, desc: str) -> "_EpochTrainer":
         opt_kwargs = {"fused": True} if device.type == "cuda" else {}
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
+        opt = torch.optim.AdamW(param_groups(model, cfg), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
         sched = _schedule(opt, cfg, math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs)
         use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
         return cls(model, data, cfg, device, seed, desc, opt, sched, torch.amp.GradScaler("cuda", enabled=use_scaler))
@@ -176,15 +188,17 @@ class _EpochTrainer:
         return float(loss_sum.item()) / n, int(correct.item()) / n, tokens, time.perf_counter() - start  # one sync
 
 
-def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, lr: float,
-        device: torch.device, seed: int, desc: str = "",
+def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: torch.device, seed: int,
+        lr: float | None = None, desc: str = "",
         on_epoch: Callable[[int, EpochRecord], None] | None = None, order_seed: int | None = None) -> FitResult:
     """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
 
-    `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes there;
-    an exception it raises ends the fit). The batch order follows `order_seed` (default: `seed`).
+    `cfg` is the unit's resolved training settings (`ModelConfig.train_config`); `lr` overrides
+    its cfg.lr. `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes
+    there; an exception it raises ends the fit). The batch order follows `order_seed` (default: `seed`).
     """
     model.to(device)
+    lr = cfg.lr if lr is None else lr
     trainer = _EpochTrainer.create(model, data, cfg, lr, device, seed if order_seed is None else order_seed, desc)
     result = FitResult()
     best_loss, best_state, since_best = math.inf, None, 0

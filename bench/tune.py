@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cli
-from bench.config import BenchError, Config
+from bench.config import BenchError, Config, hashed_fields
 from bench.results import RunFolder, atomic_write_csv, atomic_write_json, default_run_dir
 from bench.search_space import SearchSpace, TuneSettings, apply_params, load_search, suggest
 
@@ -150,7 +150,7 @@ def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) 
     for key in ("trials", "timeout_s", "heartbeat_s", "grace_s", "max_retry"):
         st.pop(key)  # these bound or run a study; they do not change what a trial measures
     blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
-            "train": dataclasses.asdict(cfg.train), "model": dataclasses.asdict(cfg.model[model_name])}
+            "train": hashed_fields(cfg.train), "model": hashed_fields(cfg.model[model_name])}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{dataset}-{model_name}-{digest}"
 
@@ -260,7 +260,7 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
             raise _prune(trial, f"invalid configuration: {exc}") from None
         tcfg.train.epochs = epochs
         # 2. build; a model over the parameter cap is pruned before training
-        model, lr = build_for_unit(tcfg, model_name, data, seed)
+        model, train_cfg = build_for_unit(tcfg, model_name, data, seed)
         n_params = count_parameters(model)
         trial.set_user_attr("params_count", n_params)
         if n_params > st.param_cap:
@@ -278,7 +278,7 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
 
         desc = f"{data.dataset}/{model_name}/trial{trial.number}"
         try:
-            fitted = train_mod.fit(model, data, tcfg.train, lr=lr, device=device, seed=seed, desc=desc,
+            fitted = train_mod.fit(model, data, train_cfg, device=device, seed=seed, desc=desc,
                                    on_epoch=on_epoch)
         except train_mod.TrainingDiverged as exc:
             trial.set_user_attr("reason", f"diverged: {exc}")

@@ -39,9 +39,9 @@ def fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
         model = TfidfClassifier(seeds.init)
         fitted = model.fit(data)
         return fitted, model.evaluate(data.test), model.parameter_count(), model
-    model, lr = build_for_unit(cfg, model_name, data, seeds.init)
+    model, train_cfg = build_for_unit(cfg, model_name, data, seeds.init)
     log.info("%s: %s parameters", desc, f"{count_parameters(model):,}")
-    fitted = fit(model, data, cfg.train, lr=lr, device=device, seed=seeds.init, order_seed=seeds.order, desc=desc)
+    fitted = fit(model, data, train_cfg, device=device, seed=seeds.init, order_seed=seeds.order, desc=desc)
     test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
     return fitted, test, count_parameters(model), model
 

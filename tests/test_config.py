@@ -1,5 +1,3 @@
-import dataclasses
-import hashlib
 import json
 
 import pytest
@@ -36,6 +34,12 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nlayers = 1.5\n", "'model.rnn.layers' must be int"),
     ("datasets = ['mnist']\n[model.rnn]\n", "unknown dataset 'mnist'"),
     ("[model.rnn]\n[train]\nlr_schedule = 'step'\n", "'train.lr_schedule'"),
+    ("[model.rnn]\nlr_schedule = 'step'\n", "'model.rnn.lr_schedule' must be none, linear or cosine"),
+    ("[model.rnn]\nwarmup_fraction = 1.0\n", "'model.rnn.warmup_fraction' must be in [0, 1)"),
+    ("[model.rnn]\nembed_dropout = -0.1\n", "'model.rnn.embed_dropout' must be in [0, 1)"),
+    ("[model.rnn]\nkind = 'transformer'\npositions = 'rope'\n", "'model.rnn.positions' must be learned or sinusoidal"),
+    ("[model.rnn]\nnorm_first = 1\n", "'model.rnn.norm_first' must be bool"),
+    ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("x = [\n", "not valid TOML"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, text, message):
@@ -140,13 +144,46 @@ def test_unit_seeds_vary_only_the_named_sources():
     assert cfg.unit_seeds(4) == config.UnitSeeds(4, 4, 4)
 
 
+# unit hashes of a default config, computed before `vary` and the issue-13 options existed: committed
+# units carry these, so any new field must leave them unchanged at its default
+PINNED_HASHES = {"rnn": "d06d5d38b27f", "transformer": "4e8023bfc2cd"}
+
+
+def _default_config() -> config.Config:
+    return config.from_dict({"model": {"rnn": {}, "transformer": {"kind": "transformer"}}})
+
+
 def test_default_vary_keeps_old_unit_hashes_and_another_vary_changes_them():
     cfg = config.from_dict({"model": {"rnn": {}}})
-    blob = {"data": dataclasses.asdict(cfg.data), "train": dataclasses.asdict(cfg.train),
-            "model": dataclasses.asdict(cfg.model["rnn"])}
-    old = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]  # the hash before `vary`
+    old = PINNED_HASHES["rnn"]
     assert cfg.unit_hash("rnn") == old
     cfg.vary = ["order", "init"]
     assert cfg.unit_hash("rnn") == old
     cfg.vary = ["init", "order", "split"]
     assert cfg.unit_hash("rnn") != old
+
+
+def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise_change_them():
+    cfg = _default_config()
+    assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
+    changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
+               ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("train", "decay_all", False)]
+    for section, key, value in changes:
+        changed = _default_config()
+        target = changed.model["transformer"] if section == "model" else changed.train
+        setattr(target, key, value)
+        assert changed.unit_hash("transformer") != PINNED_HASHES["transformer"], key
+        setattr(target, key, getattr(config.ModelConfig() if section == "model" else config.TrainConfig(), key))
+        assert changed.unit_hash("transformer") == PINNED_HASHES["transformer"], key  # back at the default
+
+
+def test_a_models_own_schedule_wins_and_empty_or_zero_falls_back_to_train():
+    train = config.TrainConfig(lr=2e-3, lr_schedule="none", warmup_fraction=0.05)
+    plain = config.ModelConfig().train_config(train)
+    assert (plain.lr, plain.lr_schedule, plain.warmup_fraction) == (2e-3, "none", 0.05)
+    assert plain == train and plain is not train  # a copy: the shared section is never changed
+    own = config.ModelConfig(kind="transformer", lr=1e-3, lr_schedule="cosine", warmup_fraction=0.1).train_config(train)
+    assert (own.lr, own.lr_schedule, own.warmup_fraction) == (1e-3, "cosine", 0.1)
+    assert own.batch_size == train.batch_size and train.lr_schedule == "none"
+    assert config.ModelConfig(lr_schedule="none").train_config(
+        config.TrainConfig(lr_schedule="linear")).lr_schedule == "none"  # "none" is a value, not a fallback

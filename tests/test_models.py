@@ -1,9 +1,13 @@
+import math
+
 import pytest
 import torch
+import torch.nn as nn
 
 from bench import config
 from bench.config import ModelConfig
-from bench.models import AdditivePooling, RNNClassifier, build_model, count_parameters, padding_mask
+from bench.models import (AdditivePooling, RNNClassifier, build_model, count_parameters, embedding_dropout,
+                          padding_mask)
 
 RNN_VARIANTS = [
     dict(pooling="last"), dict(pooling="mean"), dict(pooling="max"), dict(pooling="attention"),
@@ -20,8 +24,10 @@ def _batch(seed=0, vocab=50, lengths=(7, 3, 11, 1)):
     return ids, lengths
 
 
-@pytest.mark.parametrize("overrides", RNN_VARIANTS + [dict(kind="transformer", pooling="mean", hidden_dim=32),
-                                                      dict(kind="transformer", pooling="cls", hidden_dim=32)])
+@pytest.mark.parametrize("overrides", RNN_VARIANTS + [
+    dict(kind="transformer", pooling="mean", hidden_dim=32), dict(kind="transformer", pooling="cls", hidden_dim=32),
+    dict(kind="transformer", pooling="cls", hidden_dim=32, norm_first=True, positions="sinusoidal"),
+    dict(kind="transformer", pooling="mean", hidden_dim=32, embed_dropout=0.3), dict(pooling="last", embed_dropout=0.3)])
 def test_extra_padding_does_not_change_the_logits(overrides):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**dict(embed_dim=16, hidden_dim=12, heads=2, dropout=0.0), **overrides})
@@ -101,11 +107,55 @@ def test_build_for_unit_seeds_and_picks_the_models_own_learning_rate():
     cfg.model["attn_rnn"].lr = 3e-3
     data = EncodedData(dataset="x", num_classes=2, vocab_size=50, max_length=16, train=None, val=None, test=None,
                        train_eval=None, tokenizer_json="", cache_hit=True, source="x")
-    a, lr_a = build_for_unit(cfg, "attn_rnn", data, seed=1)
+    cfg.model["attn_rnn"].lr_schedule = "cosine"
+    a, train_a = build_for_unit(cfg, "attn_rnn", data, seed=1)
     b, _ = build_for_unit(cfg, "attn_rnn", data, seed=1)
-    _, lr_rnn = build_for_unit(cfg, "rnn", data, seed=1)
-    assert lr_a == 3e-3 and lr_rnn == cfg.train.lr
+    _, train_rnn = build_for_unit(cfg, "rnn", data, seed=1)
+    assert (train_a.lr, train_a.lr_schedule) == (3e-3, "cosine") and train_rnn == cfg.train
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb)  # same seed, same initialisation
     t, _ = build_for_unit(cfg, "transformer", data, seed=1)
     assert t.pos.num_embeddings == 16 + 1  # the position table is sized by the data's own max length
+
+
+def test_sinusoidal_positions_have_no_parameters_and_follow_the_closed_form():
+    d, max_length = 16, 40
+    learned = build_model(ModelConfig(kind="transformer", embed_dim=d, heads=2), 50, 2, max_length)
+    fixed = build_model(ModelConfig(kind="transformer", embed_dim=d, heads=2, positions="sinusoidal"), 50, 2, max_length)
+    assert count_parameters(learned) - count_parameters(fixed) == (max_length + 1) * d
+    assert not any("pos" in name for name, _ in fixed.named_parameters())
+    table = fixed.positions(max_length + 1, torch.device("cpu"))
+    for t in (0, 7, 40):
+        for i in (0, 3, 7):  # dimension pair (2i, 2i+1)
+            angle = t / 10000 ** (2 * i / d)
+            assert table[t, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-5)
+            assert table[t, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-5)
+
+
+def test_embedding_dropout_drops_whole_word_types_in_training_only():
+    torch.manual_seed(0)
+    embed = nn.Embedding(30, 8, padding_idx=0)
+    ids = torch.randint(1, 30, (6, 20))
+    assert torch.equal(embedding_dropout(embed, ids, 0.5, training=False), embed(ids))
+    torch.manual_seed(1)
+    out = embedding_dropout(embed, ids, 0.5, training=True)
+    plain = embed(ids)
+    dropped = set()
+    for word in ids.unique().tolist():
+        at = ids == word
+        if torch.all(out[at] == 0):
+            dropped.add(word)  # zero wherever it occurs, in every text of the batch
+        else:
+            torch.testing.assert_close(out[at], plain[at] / 0.5)  # a survivor, scaled by 1/(1-p)
+    assert 0 < len(dropped) < len(ids.unique())
+
+
+def test_embedding_dropout_at_zero_is_a_plain_lookup_that_draws_no_random_numbers():
+    embed = nn.Embedding(30, 8, padding_idx=0)
+    ids = torch.randint(1, 30, (4, 10))
+    state = torch.get_rng_state()
+    out = embedding_dropout(embed, ids, 0.0, training=True)
+    assert torch.equal(torch.get_rng_state(), state) and torch.equal(out, embed(ids))
+    embedding_dropout(embed, ids, 0.2, training=True)
+    assert not torch.equal(torch.get_rng_state(), state)  # p > 0 does draw
+

@@ -56,3 +56,25 @@ def test_apply_params_sets_model_and_train_fields_on_a_copy():
     assert cfg.model["attn_rnn"].hidden_dim != 160 and cfg.train.batch_size != 128  # the original is untouched
     with pytest.raises(BenchError, match="heads"):
         search_space.apply_params(cfg, "transformer", {"heads": 5})  # 5 does not divide the width: validated
+
+
+def test_a_models_schedule_and_warmup_are_tunable_per_model(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[transformer]\nlr_schedule = {type="categorical", choices=["none", "linear", "cosine"]}\n'
+                    'warmup_fraction = {type="float", low=0.0, high=0.2}\n')
+    space = search_space.load_search(path).space("transformer")
+    assert space["lr_schedule"]["choices"] == ["none", "linear", "cosine"]
+    assert space["warmup_fraction"]["type"] == "float"
+    cfg = config.load(config.budget_path("quick"))
+    tuned = search_space.apply_params(cfg, "transformer", {"lr_schedule": "cosine", "warmup_fraction": 0.1})
+    assert (tuned.model["transformer"].lr_schedule, tuned.model["transformer"].warmup_fraction) == ("cosine", 0.1)
+    assert tuned.train == cfg.train  # the model's own keys, not [train]: the GRUs keep the shared schedule
+    resolved = tuned.model["transformer"].train_config(tuned.train)
+    assert (resolved.lr_schedule, resolved.warmup_fraction) == ("cosine", 0.1)
+    for bad, message in [('{type="categorical", choices=["cosine", 1]}', "choice 1 is not a valid str"),
+                         ('{type="float", low=0.0, high=1.0}', "is a str field")]:
+        path.write_text(f"[transformer]\nlr_schedule = {bad}\n")
+        with pytest.raises(BenchError, match=message):
+            search_space.load_search(path)
+    with pytest.raises(BenchError, match="'model.transformer.lr_schedule' must be none, linear or cosine"):
+        search_space.apply_params(cfg, "transformer", {"lr_schedule": "step"})

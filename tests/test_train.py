@@ -7,13 +7,18 @@ import torch
 from bench.config import BenchError, DataConfig, ModelConfig, TrainConfig
 from bench.data import prepare
 from bench.models import build_model, seed_everything
-from bench.train import TrainingDiverged, evaluate, fit, resolve_device
+from bench.train import TrainingDiverged, evaluate, fit, param_groups, resolve_device
 
 DATA = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=200)
 MODELS = {
     "rnn": ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, pooling="last", dropout=0.0),
     "attn_rnn": ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, pooling="attention", dropout=0.0),
     "transformer": ModelConfig(kind="transformer", embed_dim=16, hidden_dim=32, heads=2, dropout=0.0),
+    # issue 13's options: pre-LN with fixed positions, and AWD-LSTM embedding dropout on both families
+    "transformer_preln": ModelConfig(kind="transformer", embed_dim=16, hidden_dim=32, heads=2, dropout=0.0,
+                                     norm_first=True, positions="sinusoidal", embed_dropout=0.1),
+    "rnn_embed_dropout": ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, pooling="last", dropout=0.0,
+                                     embed_dropout=0.1),
 }
 
 
@@ -30,7 +35,7 @@ def _train(data, name, epochs=6, seed=0, lr=1e-2, **train):
     return model, result
 
 
-@pytest.mark.parametrize("name", ["rnn", "attn_rnn", "transformer"])
+@pytest.mark.parametrize("name", list(MODELS))
 def test_each_model_learns_the_keyword_task(keyword_data, name):
     model, result = _train(keyword_data, name)
     test = evaluate(model, keyword_data.test, torch.device("cpu"), 128)
@@ -107,3 +112,37 @@ def test_order_seed_sets_the_batch_order_apart_from_the_init_seed(keyword_data):
 
     assert losses(None) == losses(0)  # the default is the seed
     assert losses(3) != losses(0)
+
+
+def test_decay_all_false_spares_biases_and_layernorm_and_decays_matrices(keyword_data, monkeypatch):
+    model = build_model(MODELS["transformer"], keyword_data.vocab_size, 2, DATA.max_length)
+    names = {id(p): n for n, p in model.named_parameters()}
+    (one,) = param_groups(model, TrainConfig(weight_decay=0.05))  # the default: everything, in model order
+    assert [id(p) for p in one["params"]] == [id(p) for p in model.parameters()] and one["weight_decay"] == 0.05
+    made, adamw = [], torch.optim.AdamW  # the optimiser fit itself builds
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **k: made.append(adamw(*a, **k)) or made[-1])
+    fit(model, keyword_data, TrainConfig(epochs=1, batch_size=64, weight_decay=0.05, decay_all=False),
+        device=torch.device("cpu"), seed=0)
+    decay, no_decay = made[0].param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    decayed = {names[id(p)] for p in decay["params"]}
+    spared = {names[id(p)] for p in no_decay["params"]}
+    assert len(decayed) + len(spared) == len(names)
+    assert {"embed.weight", "pos.weight", "head.weight", "encoder.layers.0.linear1.weight"} <= decayed
+    assert {"head.bias", "encoder.norm.weight", "encoder.norm.bias", "encoder.layers.0.norm1.weight",
+            "encoder.layers.0.linear1.bias"} <= spared
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+
+
+def test_a_models_own_schedule_drives_the_fit(keyword_data):
+    """train says no schedule; the model's linear schedule (via ModelConfig.train_config) decays the lr to 0."""
+    train = TrainConfig(epochs=2, batch_size=32, lr=1e-2, patience=2, lr_schedule="none")
+    lrs = {}
+    for schedule in ("", "linear"):
+        mcfg = ModelConfig(kind="rnn", embed_dim=16, hidden_dim=24, lr_schedule=schedule, warmup_fraction=0.2)
+        seed_everything(0)
+        model = build_model(mcfg, keyword_data.vocab_size, 2, DATA.max_length)
+        result = fit(model, keyword_data, mcfg.train_config(train), device=torch.device("cpu"), seed=0)
+        lrs[schedule] = [r.lr for r in result.history]
+    assert lrs[""] == [1e-2, 1e-2]  # "" falls back to train's constant lr
+    assert lrs["linear"][0] < 1e-2 and lrs["linear"][-1] == 0.0
