@@ -140,12 +140,14 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return validate(cfg)
 
 
-def git_sha() -> str:
+def git_sha(repo: Path = REPO_DIR) -> str:
+    """HEAD's SHA, with "-dirty" when tracked files outside results/ differ from it: a run writing into
+    a committed results folder changes tracked files there, which says nothing about the code."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=repo, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -264,3 +264,26 @@ def test_a_changed_or_added_claim_is_refused_and_old_folders_resume_under_the_de
     results.atomic_write_json(folder.config_json, raw)
     with pytest.raises(config.BenchError, match="'claim' differs"):
         prepare_out_dir(folder, cfg)
+
+
+def test_git_sha_is_dirty_for_code_changes_not_for_results(tmp_path):
+    """A run writing into a committed results folder must not mark its own provenance "-dirty"."""
+    import subprocess
+
+    from bench.run import git_sha
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "quick" / "runs.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    clean = git_sha(tmp_path)
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (tmp_path / "results" / "quick" / "runs.csv").write_text("a\nb\n")
+    assert git_sha(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_sha(tmp_path) == clean + "-dirty"
