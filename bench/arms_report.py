@@ -81,6 +81,15 @@ def _neural(cfg, models: list[str]) -> list[str]:
     return [m for m in models if m != FLOOR and not (m in cfg.model and cfg.model[m].kind == "tfidf")]
 
 
+def tuned_words(folder: RunFolder) -> str:
+    """How a tuned folder's models were tuned, for labels: every neural model, or which ones."""
+    tuned = folder.tuned_models()
+    cfg = folder.stored_config()
+    if not tuned or set(_neural(cfg, list(cfg.model))) <= set(tuned):  # no record of the studies: as named
+        return "every neural model tuned"
+    return f"tuned: {', '.join(tuned)}"
+
+
 def _arm(acc: pd.Series, floor: pd.Series, params: float, target: Target | None) -> dict:
     """One arm's numbers against the floor (per-seed accuracies indexed by seed); no seeds: not run."""
     seeds = sorted(set(acc.index) & set(floor.index))
@@ -111,13 +120,14 @@ def arms_rows(run_dir: Path) -> list[dict]:
         if floor.empty:
             continue
         floor_lo, floor_hi = t_interval(floor)
-        common = {"folder": run_dir, "budget": cfg.budget, "tuned": folder.tuning_json.is_file(),
+        common = {"folder": run_dir, "budget": cfg.budget, "tuned": tuned_words(folder) if folder.tuned_models() else "",
                   "max_length": cfg.data.max_length, "epochs": cfg.train.epochs, "dataset": dataset,
                   "seeds": sorted(set(d["seed"])), "floor_n": len(floor), "floor_mean": float(floor.mean()),
                   "floor_ci_low": floor_lo, "floor_ci_high": floor_hi,
                   "floor_deterministic": len(floor) > 1 and np.ptp(floor.to_numpy()) == 0}
         arms = _neural(cfg, ordered_models(d))
-        if target_for(cfg.budget, dataset, "") is not None:
+        if target_for(cfg.budget, dataset, "") is not None and not folder.tuned_models():  # a tuned run's
+            # other arms are in its untuned folder
             arms += [m for m in TARGET_ARMS if m not in arms]
         for model in arms:
             sub = d[d["model"] == model].set_index("seed")
@@ -145,7 +155,7 @@ def _pct(mean: float, lo: float, hi: float, sign: str = "") -> str:
 
 def folder_label(row: pd.Series) -> str:
     """Which budget (and whether tuned) produced a row, and from which folder."""
-    tuned = ", every neural model tuned" if row["tuned"] else ""
+    tuned = f", {row['tuned']}" if row["tuned"] else ""
     return f"budget {row['budget']}{tuned} (`{relative_link(row['folder'], Path.cwd())}`)"
 
 

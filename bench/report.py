@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import cli
-from bench.arms_report import arms_section
+from bench.arms_report import arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SOURCES, BenchError
@@ -82,9 +82,11 @@ def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Tune
         answer_from[label if label not in answer_from else f"{label} ({Path(folder).name})"] = folder
 
     for t in tuned_runs(tuned, run_dir):
+        if not tests_claim(tables[t.run]):  # e.g. only the Transformer was tuned
+            continue
         tcfg = RunFolder(t.run).stored_config()
         tokens = "" if _same(t.untuned, run_dir) else f", {tcfg.data.max_length} tokens"
-        add(f"budget {tcfg.budget}{tokens}, every model tuned", t.run)
+        add(f"budget {tcfg.budget}{tokens}, {tuned_words(RunFolder(t.run))}", t.run)
     for other in others:
         if tests_claim(tables[other]):
             ocfg = RunFolder(other).stored_config()
@@ -342,8 +344,8 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.D
     out = ["## Tuned models" + ("" if of_main else f": budget {cfg.budget} (`{rel_tuned}`)"), "",
            f"_From `{rel_tuned}`: the same data and training settings as budget "
            f"**{cfg.budget}** (texts cut to {cfg.data.max_length} tokens, at most {cfg.train.epochs} epochs, early "
-           "stopping on validation loss), but every neural model's own hyper-parameters were tuned with Optuna on the "
-           "validation split (studies below) and the best configuration retrained with seeds "
+           f"stopping on validation loss), but the own hyper-parameters of {', '.join(folder.tuned_models()) or 'no model'} "
+           "were tuned with Optuna on the validation split (studies below) and the best configuration retrained with seeds "
            f"{', '.join(map(str, seeds))}. TF-IDF is not tuned. Seeds are paired across models and with "
            f"{untuned}._", ""]
     for dataset in _datasets(runs):

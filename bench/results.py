@@ -258,6 +258,13 @@ class RunFolder:
     optuna_db = property(lambda self: self.path / "optuna.db")
     trials_csv = property(lambda self: self.path / "trials.csv")
     tuning_json = property(lambda self: self.path / "tuning.json")
+
+    def tuned_models(self) -> list[str]:
+        """The models this folder's tuning studies tuned (tuning.json keys are "dataset/model"), in order."""
+        if not self.tuning_json.is_file():
+            return []
+        studies = json.loads(self.tuning_json.read_text())
+        return list(dict.fromkeys(key.split("/", 1)[-1] for key in studies))
     comparisons_csv = property(lambda self: self.path / "comparisons.csv")
     model_summary_csv = property(lambda self: self.path / "model_summary.csv")
     length_bins_csv = property(lambda self: self.path / "length_bins.csv")

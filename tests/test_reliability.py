@@ -387,9 +387,9 @@ def test_the_repository_manifest_states_todays_report_command():
                          [rel(o) for o in m.other], [rel(v) for v in m.variance])
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
         "python -m bench.report results/quick --other results/quick-tuned --ablation results/ablation --other "
-        "results/full-imdb --variance results/variance-init --variance results/variance-order --variance "
-        "results/variance-split".split(" --"))
-    assert [str(rel(o)) for o in m.other] == ["results/quick-tuned", "results/full-imdb"]
+        "results/full-imdb --other results/full-ag --tuned-pair results/full-ag-tuned results/full-ag --variance "
+        "results/variance-init --variance results/variance-order --variance results/variance-split".split(" --"))
+    assert [str(rel(o)) for o in m.other] == ["results/quick-tuned", "results/full-imdb", "results/full-ag"]
     assert rel(m.output) == Path("REPORT.md")
 
 

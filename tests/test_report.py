@@ -34,7 +34,7 @@ def arms_folder(path: Path, budget: str, accs: dict[str, list[float]], dataset: 
                             "model": {m: KINDS[m] for m in accs}})
     atomic_write_json(folder.config_json, cfg.to_dict())
     if tuned:
-        atomic_write_json(folder.tuning_json, {})
+        atomic_write_json(folder.tuning_json, {f"{dataset}/{m}": {} for m in accs if m != "tfidf"})
     return path
 
 
@@ -105,7 +105,9 @@ def test_arms_numbers_match_scipy(tmp_path):
     folders = [arms_folder(tmp_path / "full", "full", FULL),
                arms_folder(tmp_path / "quick", "quick", quick, max_length=128, tuned=True)]
     table = arms_table(folders + [tmp_path / "full"])  # a folder named twice counts once
-    assert len(table) == 6  # in each folder rnn, attn_rnn and transformer: a target names all three, run or not
+    # the untuned folder gets rnn, attn_rnn and transformer (a target names all three, run or not); the
+    # tuned one only the arms it holds, since its other arms are in its untuned folder
+    assert len(table) == 5 and "attn_rnn" not in set(table[table["folder"] == folders[1]]["model"])
     row = table[(table["folder"] == folders[1]) & (table["model"] == "transformer")].iloc[0]
     x, floor = np.array(quick["transformer"]), np.array(quick["tfidf"])
     assert row["mean"] == pytest.approx(x.mean()) and row["n"] == 4
@@ -130,7 +132,7 @@ def test_arms_numbers_match_scipy(tmp_path):
     assert "| transformer | – | 0 | not run | – | ≥ 88.0% and ≥ floor | **missed** (not run in this folder) |" in md
     assert "(3 shared seeds)" in md  # rnn paired with the floor on the seeds both ran
     assert "| NBSVM-bi | 91.22 | Wang & Manning 2012" in md and "not rerun here" in md
-    assert "1 of 6 arm targets is met." in md and "IMDB at budget full (`" in md
+    assert "1 of 5 arm targets is met." in md and "IMDB at budget full (`" in md
     assert "closest to the NBSVM-bi line (91.22%) is attn_rnn at budget full" in md
     assert f"{91.22 - np.mean(FULL['attn_rnn']) * 100:.2f} pp below it" in md
     assert arms_section([arms_folder(tmp_path / "no-floor", "full", {"rnn": [0.9] * 6})]) == ""
@@ -201,7 +203,7 @@ def test_a_manifest_tuned_run_at_another_budget_is_reported_against_its_own_untu
     assert "python -m bench.report quick --tuned-pair full-tuned full`" in text.splitlines()[2]
     brief, arms = text.index("## The answer in brief"), text.index("## Are the arms strong enough?")
     assert brief < arms < text.index("## Setup")
-    assert "budget full, 400 tokens, every model tuned** (5 paired seeds," in text[brief:arms]
+    assert "budget full, 400 tokens, every neural model tuned** (5 paired seeds," in text[brief:arms]
     for folder in ("quick", "full-tuned", "full"):  # the main run, the tuned run and its untuned run
         assert f"budget {'quick' if folder == 'quick' else 'full'} (`{folder}`)" in text[arms:]
     assert "## Tuned models: budget full (`full-tuned`)" in text and "with the untuned run `full`." in text
