@@ -258,13 +258,6 @@ class RunFolder:
     optuna_db = property(lambda self: self.path / "optuna.db")
     trials_csv = property(lambda self: self.path / "trials.csv")
     tuning_json = property(lambda self: self.path / "tuning.json")
-
-    def tuned_models(self) -> list[str]:
-        """The models this folder's tuning studies tuned (tuning.json keys are "dataset/model"), in order."""
-        if not self.tuning_json.is_file():
-            return []
-        studies = json.loads(self.tuning_json.read_text())
-        return list(dict.fromkeys(key.split("/", 1)[-1] for key in studies))
     comparisons_csv = property(lambda self: self.path / "comparisons.csv")
     model_summary_csv = property(lambda self: self.path / "model_summary.csv")
     length_bins_csv = property(lambda self: self.path / "length_bins.csv")
@@ -275,6 +268,13 @@ class RunFolder:
     variance_csv = property(lambda self: self.path / "variance_by_source.csv")
     report_md = property(lambda self: self.path / "REPORT.md")
     speed_csv = property(lambda self: self.path.parent / "speed.csv")
+
+    def tuned_models(self) -> list[str]:
+        """The models this folder's tuning studies tuned (tuning.json keys are "dataset/model"), in order."""
+        if not self.tuning_json.is_file():
+            return []
+        studies = json.loads(self.tuning_json.read_text())
+        return list(dict.fromkeys(key.split("/", 1)[-1] for key in studies))
 
     def unit_path(self, dataset: str, model: str, seed: int) -> Path:
         return self.units / f"{unit_key(dataset, model, seed)}.json"

@@ -148,9 +148,9 @@ class _EpochTrainer:
     scaler: torch.amp.GradScaler
 
     @classmethod
-    def create(cls, model, data, cfg: TrainConfig, lr: float, device, seed: int, desc: str) -> "_EpochTrainer":
+    def create(cls, model, data, cfg: TrainConfig, device, seed: int, desc: str) -> "_EpochTrainer":
         opt_kwargs = {"fused": True} if device.type == "cuda" else {}
-        opt = torch.optim.AdamW(param_groups(model, cfg), lr=lr, weight_decay=cfg.weight_decay, **opt_kwargs)
+        opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kwargs)
         sched = _schedule(opt, cfg, math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs)
         use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
         return cls(model, data, cfg, device, seed, desc, opt, sched, torch.amp.GradScaler("cuda", enabled=use_scaler))
@@ -189,17 +189,16 @@ class _EpochTrainer:
 
 
 def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: torch.device, seed: int,
-        lr: float | None = None, desc: str = "",
+        desc: str = "",
         on_epoch: Callable[[int, EpochRecord], None] | None = None, order_seed: int | None = None) -> FitResult:
     """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
 
-    `cfg` is the unit's resolved training settings (`ModelConfig.train_config`); `lr` overrides
-    its cfg.lr. `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes
+    `cfg` is the unit's resolved training settings (`ModelConfig.train_config`), its own lr included.
+    `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes
     there; an exception it raises ends the fit). The batch order follows `order_seed` (default: `seed`).
     """
     model.to(device)
-    lr = cfg.lr if lr is None else lr
-    trainer = _EpochTrainer.create(model, data, cfg, lr, device, seed if order_seed is None else order_seed, desc)
+    trainer = _EpochTrainer.create(model, data, cfg, device, seed if order_seed is None else order_seed, desc)
     result = FitResult()
     best_loss, best_state, since_best = math.inf, None, 0
     for epoch in range(1, cfg.epochs + 1):

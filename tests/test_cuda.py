@@ -62,7 +62,7 @@ def _model(data, name: str, seed: int = 0) -> torch.nn.Module:
 def _train(data, name: str, amp: bool, seed: int = 0, epochs: int = 6):
     model = _model(data, name, seed)
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=1e-2, patience=epochs, amp=amp)
-    fitted = fit(model, data, cfg, lr=1e-2, device=CUDA, seed=seed, desc=f"{name} amp={amp}")
+    fitted = fit(model, data, cfg, device=CUDA, seed=seed, desc=f"{name} amp={amp}")
     return model, fitted, evaluate(model, data.test, CUDA, 128, amp)
 
 

@@ -31,7 +31,7 @@ def _train(data, name, epochs=6, seed=0, lr=1e-2, **train):
     seed_everything(seed)
     model = build_model(MODELS[name], data.vocab_size, data.num_classes, DATA.max_length)
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=lr, patience=epochs, **train)
-    result = fit(model, data, cfg, lr=lr, device=torch.device("cpu"), seed=seed, desc=name)
+    result = fit(model, data, cfg, device=torch.device("cpu"), seed=seed, desc=name)
     return model, result
 
 
@@ -68,7 +68,7 @@ def test_early_stopping_stops_after_patience(keyword_data):
     seed_everything(0)
     model = build_model(MODELS["rnn"], keyword_data.vocab_size, 2, DATA.max_length)
     # lr = 0 never improves after epoch 1, so patience 1 stops at epoch 2
-    result = fit(model, keyword_data, TrainConfig(epochs=5, batch_size=64, patience=1), lr=0.0,
+    result = fit(model, keyword_data, TrainConfig(epochs=5, batch_size=64, patience=1, lr=0.0),
                  device=torch.device("cpu"), seed=0)
     assert len(result.history) == 2 and result.best_epoch == 1
 
@@ -79,7 +79,7 @@ def test_nan_loss_fails_the_run_with_a_reason(keyword_data):
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="loss became nan"):
-        fit(model, keyword_data, TrainConfig(epochs=2, batch_size=64, grad_clip=0), lr=1e-3,
+        fit(model, keyword_data, TrainConfig(epochs=2, batch_size=64, grad_clip=0, lr=1e-3),
             device=torch.device("cpu"), seed=0)
 
 
@@ -97,7 +97,7 @@ def test_device_resolution():
 def test_cuda_training_with_amp_learns(keyword_data):
     seed_everything(0)
     model = build_model(MODELS["attn_rnn"], keyword_data.vocab_size, 2, DATA.max_length)
-    fit(model, keyword_data, TrainConfig(epochs=5, batch_size=32), lr=1e-2, device=torch.device("cuda"), seed=0)
+    fit(model, keyword_data, TrainConfig(epochs=5, batch_size=32, lr=1e-2), device=torch.device("cuda"), seed=0)
     assert evaluate(model, keyword_data.test, torch.device("cuda"), 128).acc > 0.9
 
 
@@ -107,7 +107,7 @@ def test_order_seed_sets_the_batch_order_apart_from_the_init_seed(keyword_data):
         model = build_model(MODELS["rnn"], keyword_data.vocab_size, keyword_data.num_classes, DATA.max_length)
         cfg = TrainConfig(epochs=1, batch_size=32, lr=1e-2, patience=1)
         kwargs = {} if order_seed is None else {"order_seed": order_seed}
-        fitted = fit(model, keyword_data, cfg, lr=1e-2, device=torch.device("cpu"), seed=0, **kwargs)
+        fitted = fit(model, keyword_data, cfg, device=torch.device("cpu"), seed=0, **kwargs)
         return fitted.history[0].train_loss
 
     assert losses(None) == losses(0)  # the default is the seed
