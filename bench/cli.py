@@ -79,6 +79,25 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def _redeliver_swallowed_interrupts(previous_hook: Callable) -> Callable:
+    """A signal whose handler runs inside a weakref callback or a `__del__` (the garbage collector
+    can run those between any two bytecodes) has its exception swallowed: Python prints
+    "Exception ignored" and carries on, and the Ctrl-C or SIGTERM would be lost. Send the same
+    signal again, from another thread (raised here it would be swallowed too), so that the main
+    thread raises it in ordinary code a moment later."""
+    import signal
+    import threading
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            again = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+            threading.Timer(0.01, os.kill, (os.getpid(), again)).start()
+        else:
+            previous_hook(unraisable)
+
+    return hook
+
+
 class _NoInterruptTraceback(logging.Filter):
     """Optuna logs a trial stopped by Ctrl-C / SIGTERM with its traceback; keep the one line."""
 
@@ -122,6 +141,7 @@ def cli_main(parse_args: Callable[[list[str] | None], argparse.Namespace],
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+        sys.unraisablehook = _redeliver_swallowed_interrupts(sys.unraisablehook)
     try:
         return execute(args)
     except BenchError as exc:

@@ -473,3 +473,39 @@ def test_tuned_parameters_are_type_checked(tiny_config, params, message):
     with pytest.raises(BenchError, match=message):
         search_space.apply_params(cfg, "rnn", params)
     assert search_space.apply_params(cfg, "rnn", {"hidden_dim": 32.0}).model["rnn"].hidden_dim == 32
+
+
+# ----------------------------------------------------------------------------- also: a signal the garbage collector swallowed
+
+SWALLOWED_SIGNAL = """
+import os, signal, sys, time
+from bench.cli import cli_main
+
+class SignalsWhenCollected:
+    def __del__(self):
+        os.kill(os.getpid(), signal.{name})  # the handler runs here, inside __del__, where Python ignores exceptions
+        for _ in range(1000):
+            pass
+
+def execute(args):
+    SignalsWhenCollected()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    print("finished", flush=True)
+    return 0
+
+sys.exit(cli_main(lambda argv: None, execute, [], "stopped"))
+"""
+
+
+@pytest.mark.parametrize("name, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_swallowed_in_a_destructor_still_stops_the_command(name, code, word):
+    """Seen in CI: SIGTERM arrived while the garbage collector ran a weakref callback, the Terminated
+    raised there was printed as "Exception ignored", and tuning ran all 50 trials to exit 0."""
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED_SIGNAL.format(name=name)], env=cli_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert "finished" not in proc.stdout
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"{word}: stopped"
