@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.model_report import plot_learning_curves
 from bench.paired import paired_t, t_interval
 from bench.results import DATASET_TITLES, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
 
@@ -38,7 +39,8 @@ def reference(name: str) -> float:
 
 ROW_COLUMNS = ["folder", "budget", "tuned", "max_length", "epochs", "dataset", "seeds", "model", "params", "n",
                "mean", "ci_low", "ci_high", "floor_n", "floor_mean", "floor_ci_low", "floor_ci_high",
-               "floor_deterministic", "diff_n", "diff_mean", "diff_ci_low", "diff_ci_high", "target", "met", "misses"]
+               "floor_deterministic", "diff_n", "diff_mean", "diff_ci_low", "diff_ci_high", "target", "met", "misses",
+               "training"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,20 @@ def tuned_words(folder: RunFolder) -> str:
     return f"tuned: {', '.join(tuned)}"
 
 
+def training_ended(best_epoch: pd.Series, epochs_run: pd.Series, cap: int) -> str:
+    """How an arm's training ended over its seeds, the first clue to why it misses a target: most
+    seeds with their best validation epoch at the epoch cap were still improving when stopped (more
+    epochs could help); seeds that early stopping ended before the cap had converged for this recipe."""
+    best, ran = pd.to_numeric(best_epoch, errors="coerce").dropna(), pd.to_numeric(epochs_run, errors="coerce").dropna()
+    if best.empty or ran.empty:
+        return "–"
+    n, at_cap, early = len(best), int((best >= cap).sum()), int((ran < cap).sum())
+    where = f"best val epoch {best.mean():.1f} of {cap}"
+    if 2 * at_cap >= n:
+        return f"still improving at the {cap}-epoch cap ({at_cap} of {n} seeds best at the cap; {where})"
+    return f"converged: {where}, early-stopped in {early} of {len(ran)} seeds"
+
+
 def _arm(acc: pd.Series, floor: pd.Series, params: float, target: Target | None) -> dict:
     """One arm's numbers against the floor (per-seed accuracies indexed by seed); no seeds: not run."""
     seeds = sorted(set(acc.index) & set(floor.index))
@@ -133,7 +149,9 @@ def arms_rows(run_dir: Path) -> list[dict]:
             sub = d[d["model"] == model].set_index("seed")
             params = float(pd.to_numeric(sub["params"], errors="coerce").max()) if len(sub) else np.nan
             arm = _arm(sub["test_acc"].dropna(), floor, params, target_for(cfg.budget, dataset, model))
-            rows.append({**common, "model": model, **arm})
+            training = training_ended(sub.get("best_epoch", pd.Series(dtype=float)),
+                                      sub.get("epochs_run", pd.Series(dtype=float)), cfg.train.epochs)
+            rows.append({**common, "model": model, **arm, "training": training})
     return rows
 
 
@@ -170,7 +188,8 @@ def _verdict(row: pd.Series) -> str:
     return f"**missed** ({'; '.join(misses)})"
 
 
-def _folder_table(rows: pd.DataFrame) -> list[str]:
+def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
+    """One folder's table for one dataset, then a link to the learning curves that show why an arm stopped where it did."""
     first = rows.iloc[0]
     seeds, n_floor = first["seeds"], first["floor_n"]
     floor_note = (f"deterministic: the same on all {n_floor} seeds" if first["floor_deterministic"]
@@ -181,15 +200,33 @@ def _folder_table(rows: pd.DataFrame) -> list[str]:
            f"epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}). TF-IDF floor "
            f"at the same truncation: {floor}% ({floor_note})._", "",
            "| model | params | seeds | test acc % (95% CI) | model − floor (pp, paired, 95% CI) | target (issue 13) "
-           "| verdict |", "|---|---:|---:|---:|---:|---|---|"]
+           "| verdict | how training ended |", "|---|---:|---:|---:|---:|---|---|---|"]
     for _, r in rows.iterrows():
         diff = "–" if r["diff_n"] == 0 else _pct(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"], "+")
         if 0 < r["diff_n"] < max(r["n"], r["floor_n"]):  # then the means above are over more seeds than this
             diff += f" ({r['diff_n']} shared seeds)"
         acc = _pct(r["mean"], r["ci_low"], r["ci_high"]) if r["n"] else "not run"
         params = f"{int(r['params']):,}" if np.isfinite(r["params"]) else "–"
-        out.append(f"| {r['model']} | {params} | {r['n']} | {acc} | {diff} | {r['target'] or '–'} | {_verdict(r)} |")
+        out.append(f"| {r['model']} | {params} | {r['n']} | {acc} | {diff} | {r['target'] or '–'} | {_verdict(r)} "
+                   f"| {r['training']} |")
+    curves = _learning_curves(RunFolder(first["folder"]), first["dataset"])
+    if curves:
+        link = relative_link(curves, report_dir)
+        out += ["", f"Learning curves of these runs (train and validation, per epoch): [{link}]({link})."]
     return out + [""]
+
+
+def _learning_curves(folder: RunFolder, dataset: str) -> Path | None:
+    """The folder's learning-curve plot for `dataset` (drawn here when the report has not drawn it
+    yet); None when the folder has no epochs for it."""
+    path = folder.plots / f"{dataset}_curves.png"
+    if not path.exists():
+        epochs = folder.read_tables()[1]
+        epochs = epochs[epochs["dataset"] == dataset]
+        if epochs.empty:
+            return None
+        plot_learning_curves(epochs, dataset, path, folder.dataset_title(dataset))
+    return path
 
 
 def _reference_lines(imdb: pd.DataFrame) -> list[str]:
@@ -237,8 +274,10 @@ def summary_paragraph(table: pd.DataFrame) -> str:
     return text
 
 
-def arms_section(folders: list[Path]) -> str:
-    """The section's markdown for every folder that holds the TF-IDF floor ('' when none does)."""
+def arms_section(folders: list[Path], report_dir: Path | None = None) -> str:
+    """The section's markdown for every folder that holds the TF-IDF floor ('' when none does), with
+    links relative to `report_dir` (default: the working folder)."""
+    report_dir = Path.cwd() if report_dir is None else report_dir
     table = arms_table(folders)
     if table.empty:
         return ""
@@ -255,7 +294,7 @@ def arms_section(folders: list[Path]) -> str:
         rows = table[table["dataset"] == dataset]
         out += [f"### {DATASET_TITLES.get(dataset, dataset)}", ""]
         for _, folder_rows in rows.groupby("folder", sort=False):
-            out += _folder_table(folder_rows)
+            out += _folder_table(folder_rows, report_dir)
         if dataset == "imdb":
             out += _reference_lines(rows)
     out += ["### Which targets are met", "", summary_paragraph(table), ""]

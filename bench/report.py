@@ -233,7 +233,8 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
         "",
         *answer_section(_answer_sources(run_dir, tables, tuned, others), tables),
     ]
-    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in (t.run, t.untuned)), *others])
+    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in (t.run, t.untuned)), *others],
+                        report_dir)
     if arms:
         out += [arms, ""]
     # 2. how the run was made

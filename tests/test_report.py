@@ -172,6 +172,32 @@ def test_a_target_met_only_by_too_few_seeds_says_so(tmp_path):
     assert "| no target |" in other and "for which issue 13 sets a target" in other
 
 
+def test_how_training_ended_reads_the_best_and_last_epochs():
+    cap = 10
+    assert arms_report.training_ended(pd.Series([10, 10, 9]), pd.Series([10, 10, 10]), cap) == \
+        "still improving at the 10-epoch cap (2 of 3 seeds best at the cap; best val epoch 9.7 of 10)"
+    assert arms_report.training_ended(pd.Series([4, 10]), pd.Series([7, 10]), cap).startswith("still improving")
+    assert arms_report.training_ended(pd.Series([3, 4, 10]), pd.Series([6, 7, 10]), cap) == \
+        "converged: best val epoch 5.7 of 10, early-stopped in 2 of 3 seeds"
+    assert arms_report.training_ended(pd.Series([np.nan]), pd.Series([np.nan]), cap) == "–"
+
+
+def test_each_folder_table_says_how_training_ended_and_links_its_learning_curves(tmp_path):
+    folder = arms_folder(tmp_path / "f", "full", FULL)
+    f = RunFolder(folder)
+    runs, _ = f.read_tables()
+    runs["best_epoch"], runs["epochs_run"] = 7, 7  # every seed best at the 7-epoch cap
+    atomic_write_csv(f.runs_csv, runs)
+    epochs = pd.DataFrame([{"dataset": "imdb", "model": m, "seed": s, "epoch": e, "train_eval_acc": 0.8 + e / 100,
+                            "val_acc": 0.8, "train_eval_loss": 0.5, "val_loss": 0.5}
+                           for m in ("rnn", "attn_rnn") for s in range(2) for e in (1, 2)])
+    atomic_write_csv(f.epochs_csv, epochs.reindex(columns=EPOCH_COLUMNS))
+    md = arms_section([folder], report_dir=tmp_path)
+    assert "| verdict | how training ended |" in md
+    assert "| still improving at the 7-epoch cap (6 of 6 seeds best at the cap; best val epoch 7.0 of 7) |" in md
+    assert "[f/plots/imdb_curves.png](f/plots/imdb_curves.png)" in md and (f.plots / "imdb_curves.png").is_file()
+
+
 def test_the_reference_lines_live_in_one_cited_constant():
     names = [name for name, _, _ in arms_report.REFERENCE_LINES]
     assert names[-1] == arms_report.STRETCH_LINE and arms_report.reference("NBSVM-bi") == 91.22
