@@ -246,7 +246,7 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
     out += [statistics_section(run_dir, report_dir, tables[run_dir])]
     tuning = tuning_section(run_dir, report_dir)
     if tuning:
-        out += [tuning]
+        out += [tuning, ""]
     if folder.speed_csv.exists():
         out += [speed_section(folder.speed_csv, report_dir, folder.plots)]
     return "\n".join(out)

@@ -15,6 +15,7 @@ import pandas as pd
 from bench.results import RunFolder, atomic_write_csv, relative_link, save_png
 
 CURVE_POINTS = (1, 2, 3, 5, 8, 12, 20, 30)
+FLAT_PP = 0.25  # the expected best rising less than this over the last doubling-or-more of trials: flat
 EXPECTED_BEST_COLUMNS = ["study", "trials", "completed_n", "completed_mean", "completed_sd", "with_pruned_n",
                          "with_pruned_mean", "with_pruned_sd"]
 
@@ -113,7 +114,24 @@ def expected_max_table(curve) -> list[str]:
         cells = ["–" if not np.isfinite(m) else f"{m * 100:.2f} ± {s * 100:.2f}"
                  for m, s in zip(curve[f"{col}_mean"], curve[f"{col}_sd"])]
         out.append(f"| {label}: expected best val acc % | " + " | ".join(cells) + " |")
-    return out + [""]
+    flat = flattening_words(curve)
+    return out + (["", flat] if flat else []) + [""]
+
+
+def flattening_words(curve) -> str:
+    """Whether the curve has flattened: its rise from the last point at or below half the trials to
+    the last point, both ways; under FLAT_PP on both, more trials of this search would add little."""
+    last = curve.iloc[-1]
+    earlier = curve[curve["trials"] <= last["trials"] / 2]
+    if earlier.empty or not np.isfinite(last["completed_mean"]) or not np.isfinite(last["with_pruned_mean"]):
+        return ""
+    half = earlier.iloc[-1]
+    rise = {col: (last[f"{col}_mean"] - half[f"{col}_mean"]) * 100 for col in ("completed", "with_pruned")}
+    flat = all(r < FLAT_PP for r in rise.values())
+    return (f"From {int(half['trials'])} to {int(last['trials'])} trials the expected best rises "
+            f"{rise['completed']:+.2f} pp (completed only) and {rise['with_pruned']:+.2f} pp (with pruned): "
+            + (f"**flat** (both under {FLAT_PP} pp), so more trials of this search would likely add little."
+               if flat else f"**still rising** (not both under {FLAT_PP} pp), so more trials could still help."))
 
 
 def _study_lines(s: dict[str, Any], f) -> list[str]:

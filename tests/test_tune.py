@@ -388,6 +388,23 @@ def test_expected_best_curve_counts_pruned_trials_at_their_last_value_both_ways(
     assert "completed only" in md and "with pruned at last value" in md and "expected_best.csv" in md
 
 
+def test_the_expected_best_curve_says_whether_it_has_flattened():
+    def curve(completed, with_pruned):
+        n = len(completed)
+        return pd.DataFrame({"study": "s", "trials": tuning_report.CURVE_POINTS[:n], "completed_n": 9,
+                             "completed_mean": completed, "completed_sd": 0.0, "with_pruned_n": 22,
+                             "with_pruned_mean": with_pruned, "with_pruned_sd": 0.0})
+    # points 1, 2, 3, 5, 8, 12, 20: from 8 (the last at or below 10) to 20
+    flat = curve([0.80, 0.84, 0.85, 0.86, 0.869, 0.870, 0.871], [0.6, 0.7, 0.8, 0.85, 0.865, 0.868, 0.8674])
+    assert tuning_report.flattening_words(flat) == (
+        "From 8 to 20 trials the expected best rises +0.20 pp (completed only) and +0.24 pp (with pruned): "
+        "**flat** (both under 0.25 pp), so more trials of this search would likely add little.")
+    rising = curve([0.80, 0.84, 0.85, 0.86, 0.869, 0.870, 0.871], [0.6, 0.7, 0.8, 0.85, 0.86, 0.865, 0.8629])
+    assert "+0.29 pp (with pruned): **still rising**" in tuning_report.flattening_words(rising)
+    assert tuning_report.flattening_words(curve([0.8], [0.7])) == ""  # one point: nothing to say
+    assert "**flat**" in "\n".join(tuning_report.expected_max_table(flat))
+
+
 
 def test_polling_a_postgres_study_does_not_pile_up_connections(pg_url, postgres_server):
     """CI once failed with "too many clients": every poll opened an engine and kept it."""
