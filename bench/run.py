@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_compute_options(p, "auto")
     p.add_argument("--seeds", default=None, help="comma list of integer seeds, e.g. 0,1,2; default: the config's")
     p.add_argument("--budget", default="quick",
-                   help="named config under configs/: quick (2-core CPU, ~30 min) or full (GPU); default quick")
+                   help="named config under configs/: quick (2-core CPU, ~20 min) or full (400 tokens: hours per IMDB unit on a CPU, minutes on a GPU); default quick")
     p.add_argument("--config", default=None, help="a TOML config file (overrides --budget)")
     cli.add_data_options(p)
     p.add_argument("--out", default=None, help="results folder for this run (default: results/<budget>)")
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search", default=None, help="search-space TOML (default configs/search.toml)")
     p.add_argument("--jobs", default=None,
                    help="units trained at once in worker processes: a number or 'auto' (one per CPU core, "
-                        f"or {UNITS_PER_GPU} per GPU); default: the config's 'jobs' (1)")
+                        f"or {UNITS_PER_GPU} per GPU); default: the config's 'jobs' (0 = auto in the shipped configs)")
     p.add_argument("--cluster", default=None,
                    help="run units on an existing Dask scheduler, e.g. tcp://HOST:8786 (needs the 'cluster' extra)")
     p.add_argument("--track", default="none", help="experiment tracker: none or mlflow (the 'track' extra); "
