@@ -25,7 +25,7 @@ from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, ReportManifest, RunF
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
 from bench.paired import paired_comparison
-from bench.stats_report import claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
+from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
 from bench.tuning_report import tuning_section
 from bench.variance_report import variance_section
 
@@ -45,7 +45,12 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
     out = ["## The answer in brief", "",
            "_The confirmatory verdicts of the statistics sections below, gathered here: per dataset, the claim's "
            "hypotheses on test accuracy and on the overfitting gap at matched epochs, each with its effect, 95% "
-           "t-interval, P(A better), Holm p within the claim's family (per run folder) and power._", ""]
+           "t-interval, P(A better), Holm p within the claim's family (per run folder) and power. First all of them "
+           "at a glance (positive A − B favours A on test accuracy, B on the gap):_", ""]
+    out += claim_glance([(label, RunFolder(run_dir).dataset_title(dataset), tables[run_dir][tables[run_dir]["dataset"]
+                                                                                              == dataset])
+                         for label, run_dir in run_dirs.items()
+                         for dataset in _datasets(ok_runs(RunFolder(run_dir).read_tables()[0]))])
     for label, run_dir in run_dirs.items():
         folder = RunFolder(run_dir)
         ok = ok_runs(folder.read_tables()[0])
@@ -89,8 +94,9 @@ def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Tune
         add(f"budget {tcfg.budget}{tokens}, {tuned_words(RunFolder(t.run))}", t.run)
     for other in others:
         if tests_claim(tables[other]):
-            ocfg = RunFolder(other).stored_config()
-            add(f"budget {ocfg.budget}, {ocfg.data.max_length} tokens", other)
+            ocfg, tuned_by = RunFolder(other).stored_config(), RunFolder(other).tuned_models()
+            add(f"budget {ocfg.budget}, {ocfg.data.max_length} tokens, ≤ {ocfg.train.epochs} epochs"
+                + (f", {tuned_words(RunFolder(other))}" if tuned_by else ""), other)
     return answer_from
 
 

@@ -234,6 +234,34 @@ def claim_lines(table: pd.DataFrame, dataset: str) -> list[str]:
     return [verdict_line(row) for _, row in sub.iterrows()]
 
 
+def claim_glance(tests: list[tuple[str, str, pd.DataFrame]]) -> list[str]:
+    """Every confirmatory verdict of every (run label, dataset title, comparison table) in one
+    table, then a tally per hypothesis: what the claim's answer is across budgets and datasets
+    before the detail. [] when no table tests the claim."""
+    rows = []
+    order = {"test_acc": 0}  # the accuracy hypothesis first, as the claim states it
+    for label, title, table in tests:
+        claim = table[(table["family"] == CONFIRMATORY) & (table["n"] >= 1)]
+        claim = claim.assign(_order=claim["metric"].map(order).fillna(1)).sort_values("_order", kind="stable")
+        rows += [(label, title, r) for _, r in claim.iterrows()]
+    if not rows:
+        return []
+    out = ["| run | dataset | seeds | hypothesis | A − B (pp, 95% t-interval) | Holm p | verdict |",
+           "|---|---|---:|---|---:|---:|---|"]
+    tally: dict[str, list[tuple[str, str]]] = {}
+    for label, title, r in rows:
+        words = hypothesis_words(r["metric"], r["better_when"], r["model_a"], r["model_b"])
+        out.append(f"| {label} | {title} | {int(r['n'])} | {words} | {_pp(r['mean_diff'])} [{_pp(r['ci_low'])}, "
+                   f"{_pp(r['ci_high'])}] | {_p(r['p_holm'])} | **{r['verdict']}** |")
+        tally.setdefault(words, []).append((r["verdict"], f"{title}, {label}"))
+    out.append("")
+    for words, verdicts in tally.items():
+        counts = pd.Series([v for v, _ in verdicts]).value_counts()
+        parts = [f"{verdict} in {n} of {len(verdicts)}" for verdict, n in counts.items()]
+        out.append(f"- *{words}*: " + ", ".join(parts) + ".")
+    return out + [""]
+
+
 def tests_claim(table: pd.DataFrame) -> bool:
     """Whether a run's comparison table holds the claim's family (both of its models ran)."""
     return bool(((table["family"] == CONFIRMATORY) & (table["n"] >= 1)).any())

@@ -234,3 +234,28 @@ def test_a_manifest_tuned_run_at_another_budget_is_reported_against_its_own_untu
         assert f"budget {'quick' if folder == 'quick' else 'full'} (`{folder}`)" in text[arms:]
     assert "## Tuned models: budget full (`full-tuned`)" in text and "with the untuned run `full`." in text
     assert "untuned = `full`" in text
+
+
+# ----------------------------------------------------------------------------- the claim at a glance
+
+def test_the_claim_at_a_glance_lists_every_confirmatory_verdict_and_tallies_them():
+    from bench.stats_report import claim_glance
+
+    def table(dataset, gap, acc):
+        rows = [{"dataset": dataset, "family": "confirmatory", "metric": m, "model_a": "attn_rnn", "model_b": "rnn",
+                 "better_when": w, "n": 6, "mean_diff": d, "ci_low": d - 0.004, "ci_high": d + 0.004, "p_holm": p,
+                 "verdict": v} for m, w, (d, p, v) in (("gap_matched", "lower", gap), ("test_acc", "higher", acc))]
+        rows.append({**rows[0], "family": "exploratory", "metric": "best_val_acc"})  # not the claim's
+        return pd.DataFrame(rows)
+
+    lines = claim_glance([("budget quick", "IMDB", table("imdb", (0.012, 0.01, "contradicted"), (0.006, 1e-5, "supported"))),
+                          ("budget full", "AG News", table("ag_news", (0.001, 0.6, "not established"),
+                                                           (0.0004, 0.9, "not established")))])
+    body = [line for line in lines if line.startswith("| budget")]
+    assert len(body) == 4 and "test accuracy" in body[0] and "overfits less" in body[1]  # accuracy first
+    assert body[0] == ("| budget quick | IMDB | 6 | attn_rnn has higher test accuracy than rnn | +0.60 [+0.20, +1.00] "
+                       "| <0.0001 | **supported** |")
+    assert "- *attn_rnn has higher test accuracy than rnn*: supported in 1 of 2, not established in 1 of 2." in lines
+    assert ("- *attn_rnn overfits less than rnn (train − val accuracy gap at matched epochs)*: contradicted in 1 of 2, "
+            "not established in 1 of 2.") in lines
+    assert claim_glance([("x", "IMDB", table("imdb", (0, 1, "x"), (0, 1, "x")).query("family != 'confirmatory'"))]) == []

@@ -76,7 +76,7 @@ def test_end_to_end_writes_results_and_report_and_resumes(tmp_path, tiny_config,
     assert "texts cut to" in other and "| attn_rnn |" in other and "_curves.png)" in other
     assert "### Statistical comparison" in other  # its statistics, nested one level down
     brief = text.split("## The answer in brief")[1].split("## Setup")[0]
-    assert " tokens** (" in brief  # it tests the claim, so its verdicts open the report too
+    assert " epochs** (" in brief  # it tests the claim, so its verdicts open the report too
     assert "## Ablation" in text and "| attn_rnn | pooling=attention |" in text
     assert (out / "plots" / "imdb_ablation.png").exists()
 
