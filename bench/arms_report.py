@@ -103,7 +103,9 @@ def training_ended(best_epoch: pd.Series, epochs_run: pd.Series, cap: int) -> st
     where = f"best val epoch {best.mean():.1f} of {cap}"
     if 2 * at_cap >= n:
         return f"still improving at the {cap}-epoch cap ({at_cap} of {n} seeds best at the cap; {where})"
-    return f"converged: {where}, early-stopped in {early} of {len(ran)} seeds"
+    if 2 * early > len(ran):
+        return f"converged: {where}, early-stopped in {early} of {len(ran)} seeds"
+    return f"peaked before the cap: {where}, early-stopped in {early} of {len(ran)} seeds"
 
 
 def _arm(acc: pd.Series, floor: pd.Series, params: float, target: Target | None) -> dict:

@@ -386,10 +386,12 @@ def test_the_repository_manifest_states_todays_report_command():
     cmd = report_command(rel(m.main), tuned, m.ablation and rel(m.ablation),
                          [rel(o) for o in m.other], [rel(v) for v in m.variance])
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
-        "python -m bench.report results/quick --other results/quick-tuned --ablation results/ablation --other "
-        "results/full-imdb --other results/full-ag --tuned-pair results/full-ag-tuned results/full-ag --variance "
-        "results/variance-init --variance results/variance-order --variance results/variance-split".split(" --"))
-    assert [str(rel(o)) for o in m.other] == ["results/quick-tuned", "results/full-imdb", "results/full-ag"]
+        "python -m bench.report results/quick --other results/full-imdb-strong --ablation results/ablation --other "
+        "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
+        "results/full-ag --variance results/variance-init --variance results/variance-order --variance "
+        "results/variance-split".split(" --"))
+    assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-ag", "results/quick-tuned",
+                                              "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
 
 

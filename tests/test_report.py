@@ -179,6 +179,8 @@ def test_how_training_ended_reads_the_best_and_last_epochs():
     assert arms_report.training_ended(pd.Series([4, 10]), pd.Series([7, 10]), cap).startswith("still improving")
     assert arms_report.training_ended(pd.Series([3, 4, 10]), pd.Series([6, 7, 10]), cap) == \
         "converged: best val epoch 5.7 of 10, early-stopped in 2 of 3 seeds"
+    assert arms_report.training_ended(pd.Series([3, 4]), pd.Series([10, 10]), cap) == \
+        "peaked before the cap: best val epoch 3.5 of 10, early-stopped in 0 of 2 seeds"
     assert arms_report.training_ended(pd.Series([np.nan]), pd.Series([np.nan]), cap) == "–"
 
 
