@@ -130,7 +130,7 @@ def arms_rows(run_dir: Path) -> list[dict]:
     target names but the folder lacks gets a row too (missed: not run)."""
     folder = RunFolder(run_dir)
     ok = ok_runs(folder.read_tables()[0])
-    cfg = folder.stored_config()
+    cfg, tuned = folder.stored_config(), folder.tuned_models()
     rows = []
     for dataset in ordered_datasets(ok):
         d = ok[ok["dataset"] == dataset]
@@ -138,13 +138,13 @@ def arms_rows(run_dir: Path) -> list[dict]:
         if floor.empty:
             continue
         floor_lo, floor_hi = t_interval(floor)
-        common = {"folder": run_dir, "budget": cfg.budget, "tuned": tuned_words(folder) if folder.tuned_models() else "",
+        common = {"folder": run_dir, "budget": cfg.budget, "tuned": tuned_words(folder) if tuned else "",
                   "max_length": cfg.data.max_length, "epochs": cfg.train.epochs, "dataset": dataset,
                   "seeds": sorted(set(d["seed"])), "floor_n": len(floor), "floor_mean": float(floor.mean()),
                   "floor_ci_low": floor_lo, "floor_ci_high": floor_hi,
                   "floor_deterministic": len(floor) > 1 and np.ptp(floor.to_numpy()) == 0}
         arms = _neural(cfg, ordered_models(d))
-        if target_for(cfg.budget, dataset, "") is not None and not folder.tuned_models():  # a tuned run's
+        if target_for(cfg.budget, dataset, "") is not None and not tuned:  # a tuned run's
             # other arms are in its untuned folder
             arms += [m for m in TARGET_ARMS if m not in arms]
         for model in arms:

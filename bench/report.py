@@ -47,18 +47,16 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
            "hypotheses on test accuracy and on the overfitting gap at matched epochs, each with its effect, 95% "
            "t-interval, P(A better), Holm p within the claim's family (per run folder) and power. First all of them "
            "at a glance (positive A − B favours A on test accuracy, B on the gap):_", ""]
-    out += claim_glance([(label, RunFolder(run_dir).dataset_title(dataset), tables[run_dir][tables[run_dir]["dataset"]
-                                                                                              == dataset])
-                         for label, run_dir in run_dirs.items()
-                         for dataset in _datasets(ok_runs(RunFolder(run_dir).read_tables()[0]))])
+    ok_by_folder = {run_dir: ok_runs(RunFolder(run_dir).read_tables()[0]) for run_dir in run_dirs.values()}
+    out += claim_glance([(label, RunFolder(run_dir).dataset_title(dataset),
+                          tables[run_dir][tables[run_dir]["dataset"] == dataset])
+                         for label, run_dir in run_dirs.items() for dataset in _datasets(ok_by_folder[run_dir])])
     for label, run_dir in run_dirs.items():
-        folder = RunFolder(run_dir)
-        ok = ok_runs(folder.read_tables()[0])
-        table = tables[run_dir]
+        folder, ok = RunFolder(run_dir), ok_by_folder[run_dir]
         for dataset in _datasets(ok):
             n = ok.loc[ok["dataset"] == dataset, "seed"].nunique()
             out += [f"**{folder.dataset_title(dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
-                    f"`{relative_link(run_dir, Path.cwd())}`):", "", *claim_lines(table, dataset), ""]
+                    f"`{relative_link(run_dir, Path.cwd())}`):", "", *claim_lines(tables[run_dir], dataset), ""]
     return out
 
 

@@ -248,15 +248,15 @@ def claim_glance(tests: list[tuple[str, str, pd.DataFrame]]) -> list[str]:
         return []
     out = ["| run | dataset | seeds | hypothesis | A − B (pp, 95% t-interval) | Holm p | verdict |",
            "|---|---|---:|---|---:|---:|---|"]
-    tally: dict[str, list[tuple[str, str]]] = {}
+    tally: dict[str, list[str]] = {}
     for label, title, r in rows:
         words = hypothesis_words(r["metric"], r["better_when"], r["model_a"], r["model_b"])
         out.append(f"| {label} | {title} | {int(r['n'])} | {words} | {_pp(r['mean_diff'])} [{_pp(r['ci_low'])}, "
                    f"{_pp(r['ci_high'])}] | {_p(r['p_holm'])} | **{r['verdict']}** |")
-        tally.setdefault(words, []).append((r["verdict"], f"{title}, {label}"))
+        tally.setdefault(words, []).append(r["verdict"])
     out.append("")
     for words, verdicts in tally.items():
-        counts = pd.Series([v for v, _ in verdicts]).value_counts()
+        counts = pd.Series(verdicts).value_counts()
         parts = [f"{verdict} in {n} of {len(verdicts)}" for verdict, n in counts.items()]
         out.append(f"- *{words}*: " + ", ".join(parts) + ".")
     return out + [""]
