@@ -145,6 +145,7 @@ class ModelConfig:
     embed_dropout: float = 0.0   # drop whole word types from the embedding matrix per batch (AWD-LSTM); 0 = off
     norm_first: bool = False     # transformer only: pre-LayerNorm layers (False = post-LN, PyTorch's default)
     positions: str = "learned"   # transformer only: learned | sinusoidal (fixed sin/cos table, no parameters)
+    attention_dropout: float = -1.0  # transformer only: dropout on the attention weights; -1 = `dropout` (PyTorch's way)
 
     def __post_init__(self) -> None:
         # the pooling default depends on the kind, so it is resolved here, once, when the section is built
@@ -262,7 +263,8 @@ class Config:
 
 # fields added after results were committed, per section: left out of hashes while at their default,
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
-LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions"),
+LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
+                            "attention_dropout"),
                TrainConfig: ("decay_all",)}
 
 
@@ -409,6 +411,9 @@ def validate(cfg: Config) -> Config:
                              f"got {m.warmup_fraction}")
         if not 0 <= m.embed_dropout < 1:
             raise BenchError(f"config key '{p}embed_dropout' must be in [0, 1), got {m.embed_dropout}")
+        if m.attention_dropout != -1 and not 0 <= m.attention_dropout < 1:
+            raise BenchError(f"config key '{p}attention_dropout' must be in [0, 1) (or -1 for '{p}dropout'), "
+                             f"got {m.attention_dropout}")
         if m.positions not in ("learned", "sinusoidal"):
             raise BenchError(f"config key '{p}positions' must be learned or sinusoidal, got '{m.positions}'")
         if m.kind == "rnn":

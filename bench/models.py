@@ -7,7 +7,7 @@ state at each text's real last token, and the backward direction runs on each te
 within its own length, so padding never reaches a real position's state.
 
 So that each arm can be trained as practitioners train it, `embed_dropout` (both families),
-`norm_first` and `positions` (Transformer) are options; off by default, where the models are the
+`norm_first`, `positions` and `attention_dropout` (Transformer) are options; off by default, where the models are the
 ones the committed results were made with, bit for bit.
 """
 from __future__ import annotations
@@ -153,6 +153,8 @@ class TransformerClassifier(nn.Module):
             self.pos = nn.Embedding(max_length + 1, d)
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.hidden_dim, cfg.dropout, batch_first=True,
                                            norm_first=cfg.norm_first)
+        if cfg.attention_dropout >= 0:  # dropout on the [B, heads, T, T] weights is most of a CPU step's time
+            layer.self_attn.dropout = cfg.attention_dropout
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, norm=nn.LayerNorm(d),
                                              enable_nested_tensor=False)
         self.drop = nn.Dropout(cfg.dropout)

@@ -276,15 +276,19 @@ def prepare_out_dir(folder: RunFolder, cfg: Config) -> None:
 
 
 def record_unit_in_config(folder: RunFolder, cfg: Config, record: UnitRecord) -> None:
-    """Add a finished unit's dataset, model (with its section) and seed to config.json."""
+    """Add a finished unit's dataset, model (with its section) and seed to config.json. The first
+    unit of a model writes that model's section as this run has it: a section stored when the folder
+    was made, before the model had any unit there, may lack a key added since (which resuming allows),
+    and config.json must describe the units the folder holds."""
     stored = json.loads(folder.config_json.read_text())
     run = record.run
     before = json.dumps(stored, sort_keys=True)
+    first_of_model = run.model not in stored.get("models", [])
     for key, value in (("datasets", run.dataset), ("models", run.model), ("seeds", run.seed)):
         if value not in stored.setdefault(key, []):
             stored[key].append(value)
-    if run.model not in stored.setdefault("model", {}) and run.model in cfg.model:
-        stored["model"][run.model] = dataclasses.asdict(cfg.model[run.model])
+    if (first_of_model or run.model not in stored.setdefault("model", {})) and run.model in cfg.model:
+        stored.setdefault("model", {})[run.model] = dataclasses.asdict(cfg.model[run.model])
     if json.dumps(stored, sort_keys=True) != before:
         atomic_write_json(folder.config_json, stored)
 

@@ -39,6 +39,8 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nembed_dropout = -0.1\n", "'model.rnn.embed_dropout' must be in [0, 1)"),
     ("[model.rnn]\nkind = 'transformer'\npositions = 'rope'\n", "'model.rnn.positions' must be learned or sinusoidal"),
     ("[model.rnn]\nnorm_first = 1\n", "'model.rnn.norm_first' must be bool"),
+    ("[model.rnn]\nattention_dropout = 1.0\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
+    ("[model.rnn]\nattention_dropout = -0.5\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("x = [\n", "not valid TOML"),
 ])
@@ -167,7 +169,8 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     cfg = _default_config()
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
-               ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("train", "decay_all", False)]
+               ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
+               ("train", "decay_all", False)]
     for section, key, value in changes:
         changed = _default_config()
         target = changed.model["transformer"] if section == "model" else changed.train

@@ -27,7 +27,8 @@ def _batch(seed=0, vocab=50, lengths=(7, 3, 11, 1)):
 @pytest.mark.parametrize("overrides", RNN_VARIANTS + [
     dict(kind="transformer", pooling="mean", hidden_dim=32), dict(kind="transformer", pooling="cls", hidden_dim=32),
     dict(kind="transformer", pooling="cls", hidden_dim=32, norm_first=True, positions="sinusoidal"),
-    dict(kind="transformer", pooling="mean", hidden_dim=32, embed_dropout=0.3), dict(pooling="last", embed_dropout=0.3)])
+    dict(kind="transformer", pooling="mean", hidden_dim=32, embed_dropout=0.3), dict(pooling="last", embed_dropout=0.3),
+    dict(kind="transformer", pooling="mean", hidden_dim=32, norm_first=True, attention_dropout=0.0)])
 def test_extra_padding_does_not_change_the_logits(overrides):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**dict(embed_dim=16, hidden_dim=12, heads=2, dropout=0.0), **overrides})
@@ -40,6 +41,25 @@ def test_extra_padding_does_not_change_the_logits(overrides):
         alone = torch.cat([model(ids[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())])
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_drops_only_the_attention_weights_and_defaults_to_dropout():
+    ids, lengths = _batch()
+    def two_training_passes(**overrides):
+        torch.manual_seed(0)
+        cfg = ModelConfig(kind="transformer", embed_dim=16, hidden_dim=32, heads=2, layers=2, **overrides)
+        model = build_model(cfg, vocab_size=50, num_classes=3, max_length=40).train()
+        return model, model(ids, lengths), model(ids, lengths)
+    model, a, b = two_training_passes(dropout=0.0, attention_dropout=0.5)
+    assert [layer.self_attn.dropout for layer in model.encoder.layers] == [0.5, 0.5]
+    assert not torch.allclose(a, b)  # the attention weights alone are dropped, differently each pass
+    _, a, b = two_training_passes(dropout=0.0, attention_dropout=0.0)
+    torch.testing.assert_close(a, b)  # nothing random is left
+    model, _, _ = two_training_passes(dropout=0.3, attention_dropout=0.0)
+    assert [layer.self_attn.dropout for layer in model.encoder.layers] == [0.0, 0.0]
+    assert model.encoder.layers[0].dropout1.p == 0.3  # the residual and feed-forward dropouts stay
+    model, _, _ = two_training_passes(dropout=0.3)  # the default: PyTorch's, attention weights at `dropout`
+    assert [layer.self_attn.dropout for layer in model.encoder.layers] == [0.3, 0.3]
 
 
 def test_attention_gives_padding_zero_weight_and_sums_to_one():

@@ -171,6 +171,23 @@ def test_other_data_is_refused_and_config_json_keeps_its_units(run_copy):
     assert snapshot(run_copy["tmp"] / "out") == before  # no seed 7 in config.json, datasets.json as it was
 
 
+def test_a_models_first_unit_stores_its_section_as_run(run_copy):
+    """config.json stored the transformer's section when the folder was made (no transformer unit
+    yet); a key added to that section since (allowed on resume) reaches config.json with the first unit,
+    and the other models' sections stay as they were."""
+    import json
+    cfg = _config_variant(run_copy["tmp"], "[model.transformer]\n", "[model.transformer]\nattention_dropout = 0.0\n")
+    path = run_copy["out"] / "config.json"
+    old = json.loads(path.read_text())
+    del old["model"]["transformer"]["attention_dropout"]  # as in a folder made before the key existed
+    path.write_text(json.dumps(old))
+    proc = run_cli(*_base(run_copy["out"], cfg, run_copy["data"], run_copy["cache"], models="transformer"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads(path.read_text())
+    assert stored["model"]["transformer"]["attention_dropout"] == 0.0 and "transformer" in stored["models"]
+    assert stored["model"]["rnn"] == old["model"]["rnn"]
+
+
 def test_the_same_data_spelled_differently_resumes(run_copy):
     relative = Path(os.path.relpath(run_copy["data"], REPO))  # the first run named it by its absolute path
     proc = run_cli(*_base(run_copy["out"], run_copy["config"], relative, run_copy["cache"]), timeout=300)
