@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import cli
-from bench.config import LATE_FIELDS, MODEL_NAMES, BenchError, Config, TrainConfig, budget_path, load, validate
+from bench.config import LATE_FIELDS, MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, budget_path, load, validate
 from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
                            default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
@@ -172,12 +172,15 @@ def environment(device) -> dict[str, Any]:
     return env
 
 
-def _settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str, Any]:
     """The part of a config that must match for results to share a folder (not the unit lists).
     A key that a folder made before it existed lacks reads as its default (`vary`: init and order,
-    today's behaviour; `claim`: none declared; a late train key such as `decay_all`: its default),
-    so such a folder still resumes under the defaults, while a declared or changed claim on an
-    existing folder is refused like any other change."""
+    today's behaviour; `claim`: none declared; a late train or model key such as `decay_all` or
+    `attention_dropout`: its default), so such a folder still resumes under the defaults, while a
+    declared or changed claim, or a late key set since, on an existing folder is refused like any
+    other change. Only the sections of models with finished units in the folder count: a model
+    with none there has no results a changed section could mix with (its first unit stores its
+    section, `record_unit_in_config`)."""
     settings = {k: v for k, v in cfg_dict.items()
                 if k not in ("datasets", "models", "seeds", "description", "reference", "jobs")}
     merged = {"vary": Config().vary, "claim": None, **settings}
@@ -185,6 +188,10 @@ def _settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     if isinstance(merged.get("train"), dict):
         late = {k: getattr(TrainConfig(), k) for k in LATE_FIELDS[TrainConfig]}
         merged["train"] = {**late, **merged["train"]}
+    if isinstance(merged.get("model"), dict):
+        late = {k: getattr(ModelConfig(), k) for k in LATE_FIELDS[ModelConfig]}
+        merged["model"] = {name: {**late, **section} if isinstance(section, dict) else section
+                           for name, section in merged["model"].items() if name in models_with_units}
     return merged
 
 
@@ -245,15 +252,16 @@ def check_out_dir(folder: RunFolder, cfg: Config) -> dict[str, Any] | None:
         raise BenchError(f"--out {out} is a non-empty folder that holds no bench results; give a new or empty folder")
     if not folder.config_json.exists():
         return None
+    # a corrupt or stray file in units/ stops the run here, before any training
+    models_with_units = {record.run.model for record in folder.finished_units()}
     try:
         old = json.loads(folder.config_json.read_text())
-        diff = _first_difference(_settings(old), _settings(cfg.to_dict()))
+        diff = _first_difference(_settings(old, models_with_units), _settings(cfg.to_dict(), models_with_units))
     except (OSError, ValueError, TypeError, AttributeError):
         raise BenchError(f"{folder.config_json} is unreadable; use another --out, or --fresh to move it aside") from None
     if diff:
         raise BenchError(f"{out} holds results made with a different config ('{diff}' differs); "
                          f"use another --out, or --fresh to move the old results aside")
-    folder.finished_units()  # a corrupt or stray file in units/ stops the run here, before any training
     return old
 
 

@@ -188,6 +188,24 @@ def test_a_models_first_unit_stores_its_section_as_run(run_copy):
     assert stored["model"]["rnn"] == old["model"]["rnn"]
 
 
+def test_a_late_model_key_set_since_is_refused_where_the_model_has_units(run_copy):
+    """A folder made before a model key existed reads it as its default: resuming under the default
+    works, while new seeds under a changed value would mix two recipes in one model and are refused."""
+    import json
+    path = run_copy["out"] / "config.json"
+    old = json.loads(path.read_text())
+    for section in old["model"].values():
+        del section["attention_dropout"], section["embed_dropout"]  # as in a folder made before they existed
+    path.write_text(json.dumps(old))
+    same = run_cli(*_base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"]), timeout=300)
+    assert same.returncode == 0 and "already finished, skipped" in same.stderr, same.stderr
+    cfg = _config_variant(run_copy["tmp"], "[model.rnn]\n", "[model.rnn]\nembed_dropout = 0.1\n")
+    before = snapshot(run_copy["out"])
+    proc = run_cli(*_base(run_copy["out"], cfg, run_copy["data"], run_copy["cache"], seeds="5"), timeout=300)
+    one_line_refusal(proc, "'model.rnn.embed_dropout' differs", only=False)
+    assert snapshot(run_copy["out"]) == before
+
+
 def test_the_same_data_spelled_differently_resumes(run_copy):
     relative = Path(os.path.relpath(run_copy["data"], REPO))  # the first run named it by its absolute path
     proc = run_cli(*_base(run_copy["out"], run_copy["config"], relative, run_copy["cache"]), timeout=300)
@@ -312,22 +330,33 @@ def test_a_second_run_on_a_locked_folder_refuses_naming_the_holder(run_copy):
 
 
 def test_wait_waits_for_the_holder(run_copy):
+    """The holder keeps the folder until the waiting run says it waits, then lets go: no sleep to
+    race against, so a slow start (a busy machine) cannot make the run miss the holder."""
     out = run_copy["out"]
-    holding = threading.Event()
+    holding, release = threading.Event(), threading.Event()
 
     def hold():
         with RunFolder(out).lock(command="test holder"):
             holding.set()
-            time.sleep(4)
+            release.wait(timeout=300)
 
     holder = threading.Thread(target=hold)
     holder.start()
     holding.wait()
-    started = time.monotonic()
-    proc = run_cli(*_base(out, run_copy["config"], run_copy["data"], run_copy["cache"], "--wait"), timeout=300)
+    args = _base(out, run_copy["config"], run_copy["data"], run_copy["cache"], "--wait")
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *args], env=cli_env(), cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # until the run says it waits (or ends without saying so)
+        seen.append(line)
+        if "waiting (--wait)" in line:
+            break
+    release.set()
     holder.join()
-    assert proc.returncode == 0, proc.stderr
-    assert "waiting (--wait)" in proc.stderr and time.monotonic() - started > 2
+    rest = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert proc.returncode == 0, "".join(seen) + rest
+    assert "waiting (--wait)" in seen[-1] and "already finished, skipped" in rest, "".join(seen) + rest
 
 
 def test_two_runs_at_once_train_each_unit_once(tmp_path, tiny_config, keyword_dir):
