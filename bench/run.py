@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_compute_options(p, "auto")
     p.add_argument("--seeds", default=None, help="comma list of integer seeds, e.g. 0,1,2; default: the config's")
     p.add_argument("--budget", default="quick",
-                   help="named config under configs/: quick (2-core CPU, ~20 min) or full (400 tokens: hours per IMDB unit on a CPU, minutes on a GPU); default quick")
+                   help="named config under configs/: quick (2-core CPU, ~20 min) or full (400 tokens, ≤10 epochs: 10–40 min per IMDB unit on one CPU core, minutes on a GPU); default quick")
     p.add_argument("--config", default=None, help="a TOML config file (overrides --budget)")
     cli.add_data_options(p)
     p.add_argument("--out", default=None, help="results folder for this run (default: results/<budget>)")
@@ -365,7 +365,16 @@ class Plan:
     env: dict[str, Any] | None = None  # this invocation's environment.json, written with its first result
 
     def write_environment(self) -> None:
+        """Write this invocation's environment.json with its first result, carrying over the earlier
+        invocations' records (`record_invocation` adds this one's when it ends; one stopped before that
+        leaves the earlier ones intact)."""
         if self.env is not None:
+            try:
+                earlier = self.folder.environment().get("invocations", []) if self.folder.environment_json.is_file() else []
+            except (BenchError, OSError):
+                earlier = []  # an unreadable environment.json holds no record to keep
+            if earlier:
+                self.env["invocations"] = earlier
             atomic_write_json(self.folder.environment_json, self.env)
             self.env = None
 

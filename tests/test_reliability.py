@@ -206,6 +206,16 @@ def test_a_late_model_key_set_since_is_refused_where_the_model_has_units(run_cop
     assert snapshot(run_copy["out"]) == before
 
 
+def test_environment_json_keeps_every_invocation_that_ran_units(run_copy):
+    import json
+    path = run_copy["out"] / "environment.json"
+    assert [i["units_run"] for i in json.loads(path.read_text())["invocations"]] == [4]
+    proc = run_cli(*_base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"], seeds="2"),
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [i["units_run"] for i in json.loads(path.read_text())["invocations"]] == [4, 1]
+
+
 def test_the_same_data_spelled_differently_resumes(run_copy):
     relative = Path(os.path.relpath(run_copy["data"], REPO))  # the first run named it by its absolute path
     proc = run_cli(*_base(run_copy["out"], run_copy["config"], relative, run_copy["cache"]), timeout=300)
