@@ -268,11 +268,16 @@ LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", 
                TrainConfig: ("decay_all",)}
 
 
+def late_defaults(cls: type) -> dict[str, Any]:
+    """A section class's late fields with their defaults: what a section stored before they existed meant."""
+    default = cls()
+    return {k: getattr(default, k) for k in LATE_FIELDS[cls]}
+
+
 def hashed_fields(section: ModelConfig | TrainConfig) -> dict[str, Any]:
     """A section's fields as hashed: asdict, less any late field still at its default."""
-    late = LATE_FIELDS[type(section)]
-    defaults = {f.name: f.default for f in dataclasses.fields(section)}
-    return {k: v for k, v in dataclasses.asdict(section).items() if k not in late or v != defaults[k]}
+    late = late_defaults(type(section))
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in late or v != late[k]}
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:

@@ -7,8 +7,8 @@ state at each text's real last token, and the backward direction runs on each te
 within its own length, so padding never reaches a real position's state.
 
 So that each arm can be trained as practitioners train it, `embed_dropout` (both families),
-`norm_first`, `positions` and `attention_dropout` (Transformer) are options; off by default, where the models are the
-ones the committed results were made with, bit for bit.
+`norm_first`, `positions` and `attention_dropout` (Transformer) are options; off by default, where
+the models are the ones the committed results were made with, bit for bit.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import cli
-from bench.config import LATE_FIELDS, MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, budget_path, load, validate
+from bench.config import (MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, budget_path, late_defaults, load,
+                          validate)
 from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
                            default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
@@ -186,10 +187,9 @@ def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str
     merged = {"vary": Config().vary, "claim": None, **settings}
     merged["vary"] = sorted(merged["vary"])  # a set of sources: order does not matter
     if isinstance(merged.get("train"), dict):
-        late = {k: getattr(TrainConfig(), k) for k in LATE_FIELDS[TrainConfig]}
-        merged["train"] = {**late, **merged["train"]}
+        merged["train"] = {**late_defaults(TrainConfig), **merged["train"]}
     if isinstance(merged.get("model"), dict):
-        late = {k: getattr(ModelConfig(), k) for k in LATE_FIELDS[ModelConfig]}
+        late = late_defaults(ModelConfig)
         merged["model"] = {name: {**late, **section} if isinstance(section, dict) else section
                            for name, section in merged["model"].items() if name in models_with_units}
     return merged
@@ -295,8 +295,9 @@ def record_unit_in_config(folder: RunFolder, cfg: Config, record: UnitRecord) ->
     for key, value in (("datasets", run.dataset), ("models", run.model), ("seeds", run.seed)):
         if value not in stored.setdefault(key, []):
             stored[key].append(value)
-    if (first_of_model or run.model not in stored.setdefault("model", {})) and run.model in cfg.model:
-        stored.setdefault("model", {})[run.model] = dataclasses.asdict(cfg.model[run.model])
+    sections = stored.setdefault("model", {})
+    if (first_of_model or run.model not in sections) and run.model in cfg.model:
+        sections[run.model] = dataclasses.asdict(cfg.model[run.model])
     if json.dumps(stored, sort_keys=True) != before:
         atomic_write_json(folder.config_json, stored)
 
@@ -369,10 +370,12 @@ class Plan:
         invocations' records (`record_invocation` adds this one's when it ends; one stopped before that
         leaves the earlier ones intact)."""
         if self.env is not None:
-            try:
-                earlier = self.folder.environment().get("invocations", []) if self.folder.environment_json.is_file() else []
-            except (BenchError, OSError):
-                earlier = []  # an unreadable environment.json holds no record to keep
+            earlier = []
+            if self.folder.environment_json.is_file():
+                try:
+                    earlier = self.folder.environment().get("invocations", [])
+                except (BenchError, OSError):
+                    pass  # an unreadable environment.json holds no record to keep
             if earlier:
                 self.env["invocations"] = earlier
             atomic_write_json(self.folder.environment_json, self.env)

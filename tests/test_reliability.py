@@ -4,6 +4,7 @@ the repository's report is composed only from its declared folders. All through 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -67,6 +68,18 @@ def run_copy(finished, tmp_path) -> dict[str, Path]:
     shutil.copytree(finished["out"], out)
     (tmp_path / "afile").write_text("x")
     return {**finished, "out": out, "tmp": tmp_path}
+
+
+def _as_made_before(config_json: Path, *keys: str, models: tuple[str, ...] = ()) -> dict:
+    """Remove model keys from a stored config.json, as in a folder made before they existed (every
+    model's section unless `models` names some); returns the config as stored."""
+    stored = json.loads(config_json.read_text())
+    for name, section in stored["model"].items():
+        if not models or name in models:
+            for key in keys:
+                del section[key]
+    config_json.write_text(json.dumps(stored))
+    return stored
 
 
 def _config_variant(tmp: Path, old: str, new: str) -> Path:
@@ -175,12 +188,9 @@ def test_a_models_first_unit_stores_its_section_as_run(run_copy):
     """config.json stored the transformer's section when the folder was made (no transformer unit
     yet); a key added to that section since (allowed on resume) reaches config.json with the first unit,
     and the other models' sections stay as they were."""
-    import json
     cfg = _config_variant(run_copy["tmp"], "[model.transformer]\n", "[model.transformer]\nattention_dropout = 0.0\n")
     path = run_copy["out"] / "config.json"
-    old = json.loads(path.read_text())
-    del old["model"]["transformer"]["attention_dropout"]  # as in a folder made before the key existed
-    path.write_text(json.dumps(old))
+    old = _as_made_before(path, "attention_dropout", models=("transformer",))
     proc = run_cli(*_base(run_copy["out"], cfg, run_copy["data"], run_copy["cache"], models="transformer"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     stored = json.loads(path.read_text())
@@ -191,12 +201,7 @@ def test_a_models_first_unit_stores_its_section_as_run(run_copy):
 def test_a_late_model_key_set_since_is_refused_where_the_model_has_units(run_copy):
     """A folder made before a model key existed reads it as its default: resuming under the default
     works, while new seeds under a changed value would mix two recipes in one model and are refused."""
-    import json
-    path = run_copy["out"] / "config.json"
-    old = json.loads(path.read_text())
-    for section in old["model"].values():
-        del section["attention_dropout"], section["embed_dropout"]  # as in a folder made before they existed
-    path.write_text(json.dumps(old))
+    _as_made_before(run_copy["out"] / "config.json", "attention_dropout", "embed_dropout")
     same = run_cli(*_base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"]), timeout=300)
     assert same.returncode == 0 and "already finished, skipped" in same.stderr, same.stderr
     cfg = _config_variant(run_copy["tmp"], "[model.rnn]\n", "[model.rnn]\nembed_dropout = 0.1\n")
@@ -207,7 +212,6 @@ def test_a_late_model_key_set_since_is_refused_where_the_model_has_units(run_cop
 
 
 def test_environment_json_keeps_every_invocation_that_ran_units(run_copy):
-    import json
     path = run_copy["out"] / "environment.json"
     assert [i["units_run"] for i in json.loads(path.read_text())["invocations"]] == [4]
     proc = run_cli(*_base(run_copy["out"], run_copy["config"], run_copy["data"], run_copy["cache"], seeds="2"),
