@@ -20,7 +20,9 @@ from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SOURCES, BenchError
 from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
-from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, ReportManifest, RunFolder, TunedRun, atomic_write_text,
+from bench.recipe_report import recipe_checks_section
+from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportManifest, RunFolder, TunedRun,
+                           atomic_write_text,
                            failed_runs, load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
@@ -410,7 +412,7 @@ def statistics_of(folders: list[Path]) -> dict[Path, pd.DataFrame]:
 
 
 def report_command(run_dir: Path, tuned: Tuned = None, ablation: Path | None = None, others: list[Path] = (),
-                   variance: list[Path] = ()) -> str:
+                   variance: list[Path] = (), recipes: list[RecipePair] = ()) -> str:
     """The `bench.report` command that makes this report, as its header states it (a tuned run with
     its own untuned folder as `--tuned-pair TUNED UNTUNED`)."""
     def rel(d: Path) -> str:
@@ -421,13 +423,16 @@ def report_command(run_dir: Path, tuned: Tuned = None, ablation: Path | None = N
     return " ".join(["python -m bench.report", rel(run_dir), *tuned_flags]
                     + [f"--{flag} {rel(d)}" for flag, d in
                        (("ablation", ablation), *(("other", o) for o in others), *(("variance", v) for v in variance))
-                       if d is not None])
+                       if d is not None]
+                    + [f"--recipe-pair {rel(r.run)} {rel(r.baseline)}" for r in recipes])
 
 
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
-                 tuned: Tuned = None, others: list[Path] = (), variance: list[Path] = ()) -> list[Path]:
+                 tuned: Tuned = None, others: list[Path] = (), variance: list[Path] = (),
+                 recipes: list[RecipePair] = ()) -> list[Path]:
     """Write `<run_dir>/REPORT.md` and, if given, a second copy at `extra` (links adjusted). `tuned`:
-    a tuned folder (compared with `run_dir`), or TunedRuns each naming its own untuned folder."""
+    a tuned folder (compared with `run_dir`), or TunedRuns each naming its own untuned folder;
+    `recipes`: folders each compared with the folder whose settings it changes."""
     run_dir = Path(run_dir)
     if not RunFolder(run_dir).is_run():
         raise BenchError(f"{run_dir} is not a run folder (no runs.csv)")
@@ -435,8 +440,9 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     tuned, ablation = tuned_runs(tuned, run_dir), (Path(ablation) if ablation else None)
     others = [Path(o) for o in others]
     tuned_dirs = [t.run for t in tuned]
+    recipe_dirs = [p for r in recipes for p in (r.run, r.baseline)]
     for folder in dict.fromkeys(d for d in (run_dir, *tuned_dirs, *(t.untuned for t in tuned), ablation, *others,
-                                            *variance) if d is not None):
+                                            *variance, *recipe_dirs) if d is not None):
         RunFolder(folder).verify_tables()  # never render from a runs.csv that disagrees with units/
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.is_dir():
@@ -444,7 +450,7 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
         if target.parent.exists() and not target.parent.is_dir():
             raise BenchError(f"report path {target} lies below a file")
     tables = statistics_of([d for d in (run_dir, *tuned_dirs, ablation, *others) if d is not None])
-    command = report_command(run_dir, tuned, ablation, others, variance)
+    command = report_command(run_dir, tuned, ablation, others, variance, recipes)
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
@@ -457,6 +463,8 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
             text += "\n" + other_run_section(other, target.parent, tables[other])
         if variance:
             text += "\n" + variance_section([Path(v) for v in variance], run_dir, target.parent)
+        if recipes:
+            text += "\n" + recipe_checks_section(list(recipes))
         atomic_write_text(target, text)
         written.append(target)
     return written
@@ -465,7 +473,7 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
 def write_manifest_report(manifest: ReportManifest) -> list[Path]:
     """The repository's report, composed from the folders a report manifest declares."""
     return write_report(manifest.main, manifest.output, manifest.ablation, manifest.tuned, manifest.other,
-                        manifest.variance)
+                        manifest.variance, manifest.recipe)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -474,7 +482,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("run_dir", nargs="?", default=None, help="a results folder, e.g. results/quick")
     p.add_argument("--manifest", default=None,
                    help="compose the report from a report manifest (e.g. configs/report.toml: main, tuned, "
-                        "ablation, other, variance and output) instead of run_dir and the options below")
+                        "ablation, other, variance, recipe and output) instead of run_dir and the options below")
     p.add_argument("--output", default=None, help="also write the report here (e.g. REPORT.md)")
     p.add_argument("--ablation", default=None, help="an ablation run folder whose variants join the report")
     p.add_argument("--tuned", action="append", default=[],
@@ -487,14 +495,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variance", action="append", default=[],
                    help="a run folder of the variance decomposition (configs/variance.toml with one source in "
                         "`vary`); repeat once per source")
+    p.add_argument("--recipe-pair", action="append", default=[], nargs=2, metavar=("RUN", "BASELINE"),
+                   help="a run folder that changes a few settings and the folder it changes them against: each "
+                        "model run in both, paired by seed (a recipe check); repeatable")
     return p.parse_args(argv)
 
 
 def execute(args: argparse.Namespace) -> int:
     if args.manifest is not None:
-        if args.run_dir or args.output or args.ablation or args.tuned or args.other or args.variance:
+        if any((args.run_dir, args.output, args.ablation, args.tuned, args.other, args.variance, args.recipe_pair)):
             raise BenchError("--manifest names every folder and the output itself: give no run_dir, --output, "
-                             "--tuned, --ablation, --other or --variance with it")
+                             "--tuned, --ablation, --other, --variance or --recipe-pair with it")
         manifest = load_manifest(args.manifest)
         for folder in manifest.folders():
             if not RunFolder(folder).is_run():
@@ -505,12 +516,14 @@ def execute(args: argparse.Namespace) -> int:
     if not args.run_dir:
         raise BenchError("give a results folder (e.g. results/quick) or --manifest configs/report.toml")
     tuned = [TunedRun(Path(t)) if isinstance(t, str) else TunedRun(Path(t[0]), Path(t[1])) for t in args.tuned]
-    for extra_dir in (args.ablation, *(p for t in tuned for p in (t.run, t.untuned)), *args.other, *args.variance):
+    recipes = [RecipePair(Path(run), Path(baseline)) for run, baseline in args.recipe_pair]
+    for extra_dir in (args.ablation, *(p for t in tuned for p in (t.run, t.untuned)), *args.other, *args.variance,
+                      *(p for r in recipes for p in (r.run, r.baseline))):
         if extra_dir and not RunFolder(extra_dir).is_run():
             raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
     for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,
                              Path(args.ablation) if args.ablation else None, tuned, [Path(o) for o in args.other],
-                             [Path(v) for v in args.variance]):
+                             [Path(v) for v in args.variance], recipes):
         print(f"wrote {path}")
     return 0
 

@@ -496,8 +496,10 @@ class _FolderLock:
 
 # ----------------------------------------------------------------------------- the report manifest
 
-MANIFEST_KEYS = {"output": str, "main": str, "tuned": "tuned", "ablation": str, "other": list, "variance": list}
+MANIFEST_KEYS = {"output": str, "main": str, "tuned": "tuned", "ablation": str, "other": list, "variance": list,
+                 "recipe": "recipe"}
 TUNED_KEYS = ("run", "untuned")
+RECIPE_KEYS = ("run", "baseline")
 
 
 @dataclass(frozen=True)
@@ -508,11 +510,20 @@ class TunedRun:
     untuned: Path | None = None
 
 
+@dataclass(frozen=True)
+class RecipePair:
+    """A folder that changes a few settings (`run`) and the folder it changes them against (`baseline`):
+    the report's recipe checks compare each model run in both, paired by seed."""
+    run: Path
+    baseline: Path
+
+
 @dataclass
 class ReportManifest:
     """Which folders make up the repository's report (`configs/report.toml`): the main run, and
-    optionally tuned runs (each beside its own untuned run), an ablation, further runs and
-    variance-decomposition runs, plus where the composed report goes. Paths in the file are
+    optionally tuned runs (each beside its own untuned run), an ablation, further runs,
+    variance-decomposition runs and recipe checks (a folder beside the one it changes settings of),
+    plus where the composed report goes. Paths in the file are
     relative to the file's own folder."""
     source: Path
     output: Path
@@ -521,10 +532,12 @@ class ReportManifest:
     ablation: Path | None = None
     other: list[Path] = field(default_factory=list)
     variance: list[Path] = field(default_factory=list)
+    recipe: list[RecipePair] = field(default_factory=list)
 
     def folders(self) -> list[Path]:
         tuned = [p for t in self.tuned for p in (t.run, t.untuned) if p is not None]
-        return [p for p in (self.main, *tuned, self.ablation, *self.other, *self.variance) if p is not None]
+        recipe = [p for r in self.recipe for p in (r.run, r.baseline)]
+        return [p for p in (self.main, *tuned, self.ablation, *self.other, *self.variance, *recipe) if p is not None]
 
     def names(self, folder: str | Path) -> bool:
         """Whether `folder` is one of the manifest's folders (compared as resolved paths)."""
@@ -557,6 +570,26 @@ def _tuned_runs(value: Any, path: Path, base: Path) -> list[TunedRun]:
     return runs
 
 
+def _recipe_pairs(value: Any, path: Path, base: Path) -> list[RecipePair]:
+    """`recipe` as a list of `{run = ..., baseline = ...}` tables."""
+    shape = f"'recipe' must be a list of {{run = \"...\", baseline = \"...\"}} tables, got {value!r}"
+    pairs = []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, dict):
+            raise BenchError(f"report manifest {path}: {shape}")
+        unknown = sorted(set(item) - set(RECIPE_KEYS))
+        if unknown:
+            raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' in a 'recipe' table "
+                             f"(known: {', '.join(RECIPE_KEYS)})")
+        for key in RECIPE_KEYS:
+            v = item.get(key)
+            if not (isinstance(v, str) and v.strip()):
+                raise BenchError(f"report manifest {path}: a 'recipe' table needs '{key}' as a path, got {v!r}")
+        pairs.append(RecipePair(run=Path(os.path.normpath(base / item["run"])),
+                                baseline=Path(os.path.normpath(base / item["baseline"]))))
+    return pairs
+
+
 def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | None:
     """Parse a report manifest strictly; a missing file is None unless `required`."""
     from bench.config import read_toml
@@ -579,6 +612,9 @@ def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | N
             continue
         if kind == "tuned":
             values[key] = _tuned_runs(value, path, base)
+            continue
+        if kind == "recipe":
+            values[key] = _recipe_pairs(value, path, base)
             continue
         items = value if kind is list else [value]
         if not isinstance(value, kind) or not all(isinstance(v, str) and v.strip() for v in items):

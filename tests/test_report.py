@@ -225,10 +225,13 @@ def test_a_manifest_tuned_run_at_another_budget_is_reported_against_its_own_untu
         atomic_write_json(tmp_path / name / "datasets.json", {"imdb": {
             "train": 10, "val": 2, "test": 300, "vocab_size": 100, "truncated_fraction": 0.1, "source": "synthetic"}})
     manifest = tmp_path / "report.toml"
-    manifest.write_text('output = "REPORT.md"\nmain = "quick"\ntuned = [{run = "full-tuned", untuned = "full"}]\n')
+    manifest.write_text('output = "REPORT.md"\nmain = "quick"\ntuned = [{run = "full-tuned", untuned = "full"}]\n'
+                        'recipe = [{run = "full", baseline = "quick"}]\n')
     assert report.main(["--manifest", str(manifest)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
-    assert "python -m bench.report quick --tuned-pair full-tuned full`" in text.splitlines()[2]
+    assert "python -m bench.report quick --tuned-pair full-tuned full --recipe-pair full quick`" in text.splitlines()[2]
+    recipes = text[text.index("## Recipe checks"):]  # the last section: full against quick, 128 -> 400 tokens
+    assert "### `full` against `quick`" in recipes and "- `data.max_length`: `128` → `400`" in recipes
     brief, arms = text.index("## The answer in brief"), text.index("## Are the arms strong enough?")
     assert brief < arms < text.index("## Setup")
     assert "budget full, 400 tokens, every neural model tuned** (5 paired seeds," in text[brief:arms]

@@ -1,0 +1,151 @@
+"""Recipe checks: one model in two run folders that differ in a few settings, paired by seed.
+
+A recipe change (say, no dropout on the attention weights) is tried in a folder of its own, beside
+the folder it changes. This section names every setting the two folders differ in, read from
+their config.json files, and for each model run in both gives the paired run − baseline difference
+in test accuracy (t-interval, paired t p) and in the overfitting gap, with the training time, so
+the change's cost or gain is recomputed from the folders alone. Rows are exploratory: one paired t
+per row, not adjusted, not part of the claim's verdicts. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.model_report import mean_sd
+from bench.paired import paired_comparison
+from bench.results import RecipePair, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
+
+# settings that never change a result: what a folder holds, what it prints, how many workers ran it
+NOT_RESULTS = ("budget", "description", "datasets", "models", "seeds", "reference", "jobs", "claim")
+# a model key whose value here means "take it from another setting": (that value, the setting)
+INHERITED = {"lr": (0.0, "train.lr"), "lr_schedule": ("", "train.lr_schedule"),
+             "warmup_fraction": (0.0, "train.warmup_fraction"), "attention_dropout": (-1.0, "dropout")}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (`model.transformer.dropout`)."""
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _shown(flat: dict[str, Any], key: str) -> str:
+    """A setting's value as the report shows it; a model key that defers to another setting says
+    what it resolved to (`-1.0 (= dropout 0.1)`)."""
+    if key not in flat:
+        return "–"
+    value = flat[key]
+    text = f"`{value!r}`" if isinstance(value, str) else f"`{value}`"
+    parts = key.split(".")
+    if parts[0] == "model" and len(parts) == 3 and parts[2] in INHERITED and value == INHERITED[parts[2]][0]:
+        source = INHERITED[parts[2]][1]
+        resolved = flat.get(source if source.startswith("train.") else f"model.{parts[1]}.{source}")
+        text += f" (= {source} {resolved})"
+    return text
+
+
+def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) -> list[tuple[str, str, str]]:
+    """(key, baseline value, run value) for every result-deciding setting that differs: data, train,
+    the varied random sources, and the sections of `models`. Both configs pass through the config
+    loader, so a key a folder was made before reads as its default, as it does when resuming."""
+    sides = []
+    for folder in (baseline, run):
+        cfg = folder.stored_config()
+        d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULTS and k not in ("model", "vary")}
+        d["vary"] = sorted(cfg.vary)
+        d["model"] = {m: dataclasses.asdict(cfg.model[m]) for m in models if m in cfg.model}
+        sides.append(_flat(d))
+    old, new = sides
+    return [(k, _shown(old, k), _shown(new, k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _diff_cell(x: pd.Series, y: pd.Series) -> tuple[str, str]:
+    """Paired x − y in pp with its 95% t-interval, and the paired t p."""
+    c = paired_comparison(x, y)
+    if len(x) < 2:
+        return f"{c['mean_diff'] * 100:+.2f}", "–"
+    return (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]",
+            f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–")
+
+
+def _seconds(values: pd.Series) -> str:
+    v = values.dropna()
+    return f"{v.mean():.0f} s" if len(v) else "–"
+
+
+def recipe_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
+    """Per model run in both folders: the shared seeds, each side's test accuracy, the paired
+    difference, each side's gap at the selected epoch with its paired difference, and train time."""
+    rows = []
+    for model in ordered_models(run_ok):
+        x = run_ok[run_ok["model"] == model].set_index("seed")
+        y = base_ok[base_ok["model"] == model].set_index("seed")
+        common = sorted(set(x.index) & set(y.index))
+        if not common:
+            continue
+        acc, acc_p = _diff_cell(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
+        gap, _ = _diff_cell(x.loc[common, "gap_acc"], y.loc[common, "gap_acc"])
+        rows.append(f"| {model} | {len(common)} | {mean_sd(y.loc[common, 'test_acc'])} "
+                    f"| {mean_sd(x.loc[common, 'test_acc'])} | {acc} | {acc_p} "
+                    f"| {mean_sd(y.loc[common, 'gap_acc'])} | {mean_sd(x.loc[common, 'gap_acc'])} | {gap} "
+                    f"| {_seconds(y.loc[common, 'train_seconds'])} → {_seconds(x.loc[common, 'train_seconds'])} |")
+    return rows
+
+
+def recipe_section(run_dir: Path, baseline_dir: Path) -> str:
+    """One recipe check: the settings `run_dir` changes against `baseline_dir`, then per dataset the
+    paired run − baseline rows of every model run in both."""
+    run, baseline = RunFolder(run_dir), RunFolder(baseline_dir)
+    runs, _ = run.read_tables()
+    base, _ = baseline.read_tables()
+    run_ok, base_ok = ok_runs(runs), ok_runs(base)
+    shared = [m for m in ordered_models(run_ok) if m in set(base_ok["model"])]
+    rel_run, rel_base = relative_link(Path(run_dir), Path.cwd()), relative_link(Path(baseline_dir), Path.cwd())
+    diffs = setting_differences(run, baseline, shared)
+    out = [f"### `{rel_run}` against `{rel_base}`", ""]
+    if diffs:
+        out += ["Settings that differ (baseline → this run; from each folder's config.json, a key a folder "
+                "predates read as its default):", ""]
+        out += [f"- `{key}`: {old} → {new}" for key, old, new in diffs]
+        if any(key == "vary" for key, _, _ in diffs):
+            out += ["", "The folders' seeds vary different random sources, so seed *k* is paired across them only in "
+                        "the sources both vary; the rest differ by design, and the intervals below count that "
+                        "difference as noise."]
+        if len(diffs) > 1:
+            out += ["", f"{len(diffs)} settings changed at once: a difference below belongs to them together, not "
+                        "to any one of them."]
+    else:
+        out += ["The two folders' result-deciding settings are the same: any difference below is the seeds' and "
+                "the machine's, not a recipe's."]
+    out.append("")
+    if not shared:
+        return "\n".join(out + ["No model was run in both folders, so nothing is compared.", ""])
+    for dataset in ordered_datasets(run_ok):
+        r, b = run_ok[run_ok["dataset"] == dataset], base_ok[base_ok["dataset"] == dataset]
+        rows = recipe_rows(r, b)
+        if not rows:
+            continue
+        out += [f"#### {run.dataset_title(dataset)}", "",
+                "| model | seeds (shared) | baseline test acc % | this run test acc % | Δ test acc (pp, 95% CI) "
+                "| p (paired t) | baseline gap (pp) | this run gap (pp) | Δ gap (pp, 95% CI) | train time / unit |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows, ""]
+    return "\n".join(out)
+
+
+def recipe_checks_section(pairs: list[RecipePair]) -> str:
+    """Every recipe check of the report, under one heading."""
+    out = ["## Recipe checks", "",
+           "_One model in two folders that differ only in the settings listed, seeds paired across the folders "
+           "(seed *k* draws the same validation split and batch order in both when `vary` is the same). Δ is this "
+           "run − baseline on the seeds both ran: mean with its 95% t-interval, and the paired t p of that row alone "
+           "(exploratory: not Holm-adjusted, no verdict). The gap is train − validation accuracy at each run's "
+           "selected epoch (confounded with when training stopped; see the statistics sections). Train time is "
+           "the mean seconds of training per unit as each folder recorded it, comparable only when both ran on the "
+           "same machine with the same threads._", ""]
+    for pair in pairs:
+        out.append(recipe_section(pair.run, pair.baseline))
+    return "\n".join(out)

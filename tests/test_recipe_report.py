@@ -1,0 +1,135 @@
+"""Recipe checks: the settings two folders differ in, and each shared model's paired difference."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench import config, report
+from bench.config import BenchError
+from bench.recipe_report import recipe_checks_section, setting_differences
+from bench.results import (EPOCH_COLUMNS, RUN_COLUMNS, RecipePair, RunFolder, atomic_write_csv, atomic_write_json,
+                           load_manifest)
+
+BASE = {"transformer": [0.820, 0.831, 0.826, 0.818, 0.829, 0.824], "tfidf": [0.88] * 6}
+CHANGED = {"transformer": [0.829, 0.834, 0.825, 0.827, 0.836, 0.830], "tfidf": [0.88] * 6}
+
+
+def folder(path: Path, accs: dict[str, list[float]], transformer: dict | None = None, train: dict | None = None,
+           vary: list[str] | None = None, seconds: float = 100.0) -> RunFolder:
+    """A run folder holding what the recipe section reads: runs.csv (test accuracy, gap, train time) and config.json."""
+    f = RunFolder(path)
+    rows = [{"dataset": "ag_news", "model": m, "seed": s, "status": "ok", "reason": "", "params": 1000,
+             "test_acc": a, "gap_acc": round(0.1 + a / 10, 6), "train_seconds": seconds}
+            for m, values in accs.items() for s, a in enumerate(values)]
+    atomic_write_csv(f.runs_csv, pd.DataFrame(rows).reindex(columns=RUN_COLUMNS))
+    atomic_write_csv(f.epochs_csv, pd.DataFrame(columns=EPOCH_COLUMNS))
+    raw = {"budget": "full", "datasets": ["ag_news"], "models": list(accs), "seeds": list(range(6)),
+           "train": train or {}, "model": {"transformer": {"kind": "transformer", "dropout": 0.1, **(transformer or {})},
+                                           "tfidf": {"kind": "tfidf"}}}
+    if vary is not None:
+        raw["vary"] = vary
+    atomic_write_json(f.config_json, config.from_dict(raw).to_dict())
+    return f
+
+
+def test_the_paired_difference_and_its_interval_match_scipy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", BASE)
+    folder(tmp_path / "run", CHANGED, transformer={"attention_dropout": 0.0}, seconds=60.0)
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+    x, y = np.array(CHANGED["transformer"]), np.array(BASE["transformer"])
+    d = (x - y) * 100
+    half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    p = sps.ttest_rel(x, y).pvalue
+    row = next(line for line in text.splitlines() if line.startswith("| transformer |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "6"
+    assert cells[4] == f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}]"
+    assert cells[5] == f"{p:.3g}"
+    assert cells[9] == "100 s → 60 s"
+    gap = (0.1 + x / 10 - (0.1 + y / 10)) * 100
+    assert cells[8].startswith(f"{gap.mean():+.2f} [")
+    # the floor ran in both: the same accuracies, a zero difference
+    assert "| tfidf | 6 | 88.00 ± 0.00 | 88.00 ± 0.00 | +0.00 [+0.00, +0.00] |" in text
+    assert "### `run` against `base`" in text
+
+
+def test_the_settings_that_differ_are_named_with_what_a_deferring_value_means(tmp_path):
+    base = folder(tmp_path / "base", BASE)
+    run = folder(tmp_path / "run", CHANGED, transformer={"attention_dropout": 0.0, "lr": 1e-3})
+    diffs = setting_differences(run, base, ["transformer"])
+    assert diffs == [("model.transformer.attention_dropout", "`-1.0` (= dropout 0.1)", "`0.0`"),
+                     ("model.transformer.lr", "`0.0` (= train.lr 0.002)", "`0.001`")]
+    assert setting_differences(base, base, ["transformer"]) == []
+    # a model not compared (run in one folder only) does not count, nor do the run lists or the description
+    assert setting_differences(run, base, []) == []
+
+
+def test_a_late_key_a_folder_predates_reads_as_its_default(tmp_path):
+    base = folder(tmp_path / "base", BASE)
+    run = folder(tmp_path / "run", CHANGED)
+    raw = json.loads(base.config_json.read_text())
+    del raw["model"]["transformer"]["attention_dropout"], raw["train"]["decay_all"]
+    atomic_write_json(base.config_json, raw)
+    assert setting_differences(run, base, ["transformer"]) == []
+
+
+def test_several_changes_and_other_random_sources_are_said(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", BASE, vary=["init", "order"])
+    folder(tmp_path / "run", CHANGED, train={"epochs": 12}, vary=["init", "order", "split"])
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+    assert f"- `train.epochs`: `{config.TrainConfig().epochs}` → `12`" in text
+    assert "- `vary`: `['init', 'order']` → `['init', 'order', 'split']`" in text
+    assert "paired across them only in the sources both vary" in text
+    assert "2 settings changed at once" in text
+
+
+def test_no_shared_model_compares_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", {"tfidf": [0.88] * 6})
+    folder(tmp_path / "run", {"transformer": CHANGED["transformer"]})
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+    assert "No model was run in both folders" in text and "| transformer |" not in text
+
+
+def test_the_manifest_and_the_command_carry_recipe_pairs(tmp_path, monkeypatch):
+    path = tmp_path / "configs" / "report.toml"
+    path.parent.mkdir()
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\n'
+                    'recipe = [{run = "../results/b", baseline = "../results/a"}]\n')
+    m = load_manifest(path)
+    res = tmp_path / "results"
+    assert m.recipe == [RecipePair(res / "b", res / "a")]
+    assert m.folders() == [res / "quick", res / "b", res / "a"]
+    monkeypatch.chdir(tmp_path)
+    cmd = report.report_command(Path("quick"), recipes=[RecipePair(Path("b"), Path("a"))])
+    assert cmd == "python -m bench.report quick --recipe-pair b a"
+    assert report.parse_args(cmd.split()[3:]).recipe_pair == [["b", "a"]]
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ('[{run = "a"}]', "a 'recipe' table needs 'baseline' as a path"),
+    ('[{run = "a", baseline = 3}]', "a 'recipe' table needs 'baseline' as a path"),
+    ('[{run = "a", baseline = "b", model = "x"}]', "unknown key 'model' in a 'recipe' table (known: run, baseline)"),
+    ('["a"]', "'recipe' must be a list of"),
+])
+def test_a_bad_recipe_entry_is_one_line(tmp_path, recipe, message):
+    path = tmp_path / "report.toml"
+    path.write_text(f'output = "R.md"\nmain = "m"\nrecipe = {recipe}\n')
+    with pytest.raises(BenchError) as err:
+        load_manifest(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_recipe_folder_that_is_no_run_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", BASE)
+    with pytest.raises(BenchError, match=r"nothing is not a run folder"):
+        report.execute(report.parse_args(["base", "--recipe-pair", "nothing", "base", "--output", "R.md"]))
+    assert not (tmp_path / "R.md").exists() and not (tmp_path / "base" / "REPORT.md").exists()
