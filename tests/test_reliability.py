@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from bench.config import BenchError
-from bench.results import LOCK_HOLDER_NAME, RunFolder, TunedRun, load_manifest
+from bench.results import LOCK_HOLDER_NAME, RecipePair, RunFolder, TunedRun, load_manifest
 from conftest import REPO, TINY_CONFIG, cli_env, keyword_texts, run_cli, write_dataset
 
 
@@ -443,13 +443,15 @@ def test_the_repository_manifest_states_todays_report_command():
     m = load_manifest(REPO / "configs" / "report.toml")
     rel = lambda p: p.relative_to(REPO) if p.is_absolute() else p  # noqa: E731
     tuned = [TunedRun(rel(t.run), t.untuned and rel(t.untuned)) for t in m.tuned]
+    recipes = [RecipePair(rel(r.run), rel(r.baseline)) for r in m.recipe]
     cmd = report_command(rel(m.main), tuned, m.ablation and rel(m.ablation),
-                         [rel(o) for o in m.other], [rel(v) for v in m.variance])
+                         [rel(o) for o in m.other], [rel(v) for v in m.variance], recipes)
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
         "python -m bench.report results/quick --other results/full-imdb-strong --ablation results/ablation --other "
         "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
         "results/full-ag --variance results/variance-init --variance results/variance-order --variance "
-        "results/variance-split".split(" --"))
+        "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
+        "results/full-imdb-strong results/full-imdb".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-ag", "results/quick-tuned",
                                               "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
