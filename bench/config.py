@@ -21,6 +21,9 @@ DATASETS = ("imdb", "ag_news")
 # the random sources a seed can drive (`vary`): initialisation (and dropout) stream, batch order,
 # and the stratified validation split carved from train
 SOURCES = ("init", "order", "split")
+# config keys that decide no unit's result: which units a folder holds, and labels of the run that made them
+UNIT_LISTS = ("datasets", "models", "seeds")
+RUN_LABELS = ("description", "reference", "jobs")
 DEFAULT_VARY = ["init", "order"]   # today's behaviour: the split stays at data.split_seed
 FIXED_SEED = 0                     # the init / order seed of every unit when that source is not varied
 # what a pre-registered claim may name: unbiased measures only (test accuracy; the overfitting gap at
@@ -266,6 +269,16 @@ class Config:
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
                TrainConfig: ("decay_all",)}
+
+
+def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as one flat dict with dotted keys (`train.lr`, `model.rnn.dropout`)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, sub in value.items():
+        out.update(dotted(sub, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def late_defaults(cls: type) -> dict[str, Any]:

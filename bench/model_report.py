@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.paired import paired_comparison  # noqa: E402
 from bench.results import DATASET_TITLES, failed_runs, ok_runs, save_png  # noqa: E402
 from bench.results import ordered_models as _models  # noqa: E402
 
@@ -65,6 +66,15 @@ def plot_gap(runs: pd.DataFrame, dataset: str, path: Path, title: str | None = N
                  "(confounded with when it stopped; bar: mean ± sd; dots: seeds)", fontsize=10)
     fig.tight_layout()
     save_png(fig, path)
+
+
+def paired_diff_cell(x: pd.Series, y: pd.Series) -> tuple[str, str]:
+    """Paired x − y in pp with its 95% t-interval (the mean alone for one pair), and the paired t p."""
+    c = paired_comparison(x, y)
+    if len(x) < 2:
+        return f"{c['mean_diff'] * 100:+.2f}", "–"
+    return (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]",
+            f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–")
 
 
 def mean_sd(values: pd.Series, pct: bool = True, digits: int = 2) -> str:

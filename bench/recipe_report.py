@@ -15,22 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from bench.model_report import mean_sd
-from bench.paired import paired_comparison
+from bench.config import RUN_LABELS, UNIT_LISTS, dotted
+from bench.model_report import mean_sd, paired_diff_cell
 from bench.results import RecipePair, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
 
-# settings that never change a result: what a folder holds, what it prints, how many workers ran it
-NOT_RESULTS = ("budget", "description", "datasets", "models", "seeds", "reference", "jobs", "claim")
+# settings that never change a result: what a folder holds, its labels, and the claim its statistics test
+NOT_RESULTS = (*UNIT_LISTS, *RUN_LABELS, "budget", "claim")
 # a model key whose value here means "take it from another setting": (that value, the setting)
 INHERITED = {"lr": (0.0, "train.lr"), "lr_schedule": ("", "train.lr_schedule"),
              "warmup_fraction": (0.0, "train.warmup_fraction"), "attention_dropout": (-1.0, "dropout")}
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted keys (`model.transformer.dropout`)."""
-    if isinstance(value, dict):
-        return {k: v for key, sub in value.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
 
 
 def _shown(flat: dict[str, Any], key: str) -> str:
@@ -58,18 +51,9 @@ def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) 
         d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULTS and k not in ("model", "vary")}
         d["vary"] = sorted(cfg.vary)
         d["model"] = {m: dataclasses.asdict(cfg.model[m]) for m in models if m in cfg.model}
-        sides.append(_flat(d))
+        sides.append(dotted(d))
     old, new = sides
     return [(k, _shown(old, k), _shown(new, k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
-def _diff_cell(x: pd.Series, y: pd.Series) -> tuple[str, str]:
-    """Paired x − y in pp with its 95% t-interval, and the paired t p."""
-    c = paired_comparison(x, y)
-    if len(x) < 2:
-        return f"{c['mean_diff'] * 100:+.2f}", "–"
-    return (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]",
-            f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–")
 
 
 def _seconds(values: pd.Series) -> str:
@@ -87,8 +71,8 @@ def recipe_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
         common = sorted(set(x.index) & set(y.index))
         if not common:
             continue
-        acc, acc_p = _diff_cell(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
-        gap, _ = _diff_cell(x.loc[common, "gap_acc"], y.loc[common, "gap_acc"])
+        acc, acc_p = paired_diff_cell(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
+        gap, _ = paired_diff_cell(x.loc[common, "gap_acc"], y.loc[common, "gap_acc"])
         rows.append(f"| {model} | {len(common)} | {mean_sd(y.loc[common, 'test_acc'])} "
                     f"| {mean_sd(x.loc[common, 'test_acc'])} | {acc} | {acc_p} "
                     f"| {mean_sd(y.loc[common, 'gap_acc'])} | {mean_sd(x.loc[common, 'gap_acc'])} | {gap} "

@@ -19,14 +19,13 @@ from bench.arms_report import arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SOURCES, BenchError
-from bench.model_report import mean_sd, model_table, plot_ablation, plot_gap, plot_learning_curves, verdict
+from bench.model_report import (mean_sd, model_table, paired_diff_cell, plot_ablation, plot_gap, plot_learning_curves,
+                                verdict)
 from bench.recipe_report import recipe_checks_section
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportManifest, RunFolder, TunedRun,
-                           atomic_write_text,
-                           failed_runs, load_manifest, ok_runs, relative_link)
+                           atomic_write_text, failed_runs, load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
-from bench.paired import paired_comparison
 from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
 from bench.tuning_report import tuning_section
 from bench.variance_report import variance_section
@@ -325,10 +324,7 @@ def _tuned_vs_untuned_rows(ok: pd.DataFrame, base_ok: pd.DataFrame, cfg) -> list
         common = sorted(set(x.index) & set(y.index))
         if not common:
             continue
-        c = paired_comparison(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
-        ci = (f"{c['mean_diff'] * 100:+.2f} [{c['ci_low'] * 100:+.2f}, {c['ci_high'] * 100:+.2f}]"
-              if len(common) > 1 else f"{c['mean_diff'] * 100:+.2f}")
-        p = f"{c['t_p']:.3g}" if pd.notna(c["t_p"]) else "–"
+        ci, p = paired_diff_cell(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
         rows.append(f"| {model} | {len(common)} | {mean_sd(y.loc[common, 'test_acc'])} "
                     f"| {mean_sd(x.loc[common, 'test_acc'])} | {ci} | {p} "
                     f"| {mean_sd(y.loc[common, 'gap_acc'])} | {mean_sd(x.loc[common, 'gap_acc'])} |")

@@ -545,6 +545,19 @@ class ReportManifest:
         return any(p.resolve() == target for p in self.folders())
 
 
+def _under(base: Path, relative: str) -> Path:
+    """A manifest path, relative to the manifest's folder, as a normalised path."""
+    return Path(os.path.normpath(base / relative))
+
+
+def _known_keys(table: dict[str, Any], known: tuple[str, ...], key: str, path: Path) -> None:
+    """A manifest table under `key` names only `known` keys."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' in a '{key}' table "
+                         f"(known: {', '.join(known)})")
+
+
 def _tuned_runs(value: Any, path: Path, base: Path) -> list[TunedRun]:
     """`tuned` as a path (untuned = main), or a list of paths and `{run = ..., untuned = ...}` tables."""
     shape = ("'tuned' must be a path or a list of paths and {run = \"...\", untuned = \"...\"} tables, "
@@ -555,18 +568,14 @@ def _tuned_runs(value: Any, path: Path, base: Path) -> list[TunedRun]:
             item = {"run": item}
         if not isinstance(item, dict):
             raise BenchError(f"report manifest {path}: {shape}")
-        unknown = sorted(set(item) - set(TUNED_KEYS))
-        if unknown:
-            raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' in a 'tuned' table "
-                             f"(known: {', '.join(TUNED_KEYS)})")
+        _known_keys(item, TUNED_KEYS, "tuned", path)
         if "run" not in item:
             raise BenchError(f"report manifest {path}: a 'tuned' table needs 'run' (the tuned folder), got {item!r}")
         for key, v in item.items():
             if not (isinstance(v, str) and v.strip()):
                 raise BenchError(f"report manifest {path}: 'tuned' table key '{key}' must be a path, got {v!r}")
         untuned = item.get("untuned")
-        runs.append(TunedRun(run=Path(os.path.normpath(base / item["run"])),
-                             untuned=Path(os.path.normpath(base / untuned)) if untuned else None))
+        runs.append(TunedRun(run=_under(base, item["run"]), untuned=_under(base, untuned) if untuned else None))
     return runs
 
 
@@ -577,16 +586,12 @@ def _recipe_pairs(value: Any, path: Path, base: Path) -> list[RecipePair]:
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, dict):
             raise BenchError(f"report manifest {path}: {shape}")
-        unknown = sorted(set(item) - set(RECIPE_KEYS))
-        if unknown:
-            raise BenchError(f"report manifest {path}: unknown key '{unknown[0]}' in a 'recipe' table "
-                             f"(known: {', '.join(RECIPE_KEYS)})")
+        _known_keys(item, RECIPE_KEYS, "recipe", path)
         for key in RECIPE_KEYS:
             v = item.get(key)
             if not (isinstance(v, str) and v.strip()):
                 raise BenchError(f"report manifest {path}: a 'recipe' table needs '{key}' as a path, got {v!r}")
-        pairs.append(RecipePair(run=Path(os.path.normpath(base / item["run"])),
-                                baseline=Path(os.path.normpath(base / item["baseline"]))))
+        pairs.append(RecipePair(run=_under(base, item["run"]), baseline=_under(base, item["baseline"])))
     return pairs
 
 
@@ -620,6 +625,6 @@ def load_manifest(path: str | Path, required: bool = True) -> ReportManifest | N
         if not isinstance(value, kind) or not all(isinstance(v, str) and v.strip() for v in items):
             raise BenchError(f"report manifest {path}: '{key}' must be "
                              f"{'a list of paths' if kind is list else 'a path'}, got {value!r}")
-        paths = [Path(os.path.normpath(base / v)) for v in items]
+        paths = [_under(base, v) for v in items]
         values[key] = paths if kind is list else paths[0]
     return ReportManifest(source=path, **values)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import cli
-from bench.config import (MODEL_NAMES, BenchError, Config, ModelConfig, TrainConfig, budget_path, late_defaults, load,
-                          validate)
+from bench.config import (MODEL_NAMES, RUN_LABELS, UNIT_LISTS, BenchError, Config, ModelConfig, TrainConfig, budget_path,
+                          late_defaults, load, validate)
 from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
                            default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
@@ -183,7 +183,7 @@ def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str
     with none there has no results a changed section could mix with (its first unit stores its
     section, `record_unit_in_config`)."""
     settings = {k: v for k, v in cfg_dict.items()
-                if k not in ("datasets", "models", "seeds", "description", "reference", "jobs")}
+                if k not in (*UNIT_LISTS, *RUN_LABELS)}
     merged = {"vary": Config().vary, "claim": None, **settings}
     merged["vary"] = sorted(merged["vary"])  # a set of sources: order does not matter
     if isinstance(merged.get("train"), dict):
@@ -278,7 +278,7 @@ def prepare_out_dir(folder: RunFolder, cfg: Config) -> None:
         atomic_write_json(folder.config_json, cfg.to_dict())
         return
     new = cfg.to_dict()
-    updated = {**old, **{k: new[k] for k in ("description", "reference", "jobs")}}  # not part of the results
+    updated = {**old, **{k: new[k] for k in RUN_LABELS}}  # not part of the results
     if updated != old:
         atomic_write_json(folder.config_json, updated)
 

@@ -17,21 +17,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchError, Config
+from bench.config import BenchError, Config, dotted
 from bench.results import RunFolder, UnitRecord
 
 log = logging.getLogger("bench")
 TRACKERS = ("none", "mlflow")
-
-
-def _flat(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
-    """Nested config → MLflow's flat string parameters (`train.lr`, `model.hidden_dim`, …)."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = str(value)[:500]
-    return out
 
 
 class Tracker:
@@ -115,8 +105,9 @@ class MlflowTracker(Tracker):
         rid = self._child(f"{run.dataset}/{run.model}/seed{run.seed}",
                           {"bench.kind": "unit", "dataset": run.dataset, "model": run.model,
                            "seed": str(run.seed), "status": run.status})
-        params = _flat("model", record.model_config, {"dataset": run.dataset, "model_name": run.model,
-                                                      "seed": str(run.seed), "config_hash": str(run.config_hash)})
+        params = {"dataset": run.dataset, "model_name": run.model, "seed": str(run.seed),
+                  "config_hash": str(run.config_hash),  # and the model section as MLflow's flat string parameters
+                  **{k: str(v)[:500] for k, v in dotted(record.model_config, "model").items()}}
         final = {k: v for k, v in asdict(run).items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed" and math.isfinite(v)}
         metrics = [Metric(k, float(v), 0, 0) for k, v in final.items()]

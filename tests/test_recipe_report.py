@@ -113,20 +113,6 @@ def test_the_manifest_and_the_command_carry_recipe_pairs(tmp_path, monkeypatch):
     assert report.parse_args(cmd.split()[3:]).recipe_pair == [["b", "a"]]
 
 
-@pytest.mark.parametrize("recipe, message", [
-    ('[{run = "a"}]', "a 'recipe' table needs 'baseline' as a path"),
-    ('[{run = "a", baseline = 3}]', "a 'recipe' table needs 'baseline' as a path"),
-    ('[{run = "a", baseline = "b", model = "x"}]', "unknown key 'model' in a 'recipe' table (known: run, baseline)"),
-    ('["a"]', "'recipe' must be a list of"),
-])
-def test_a_bad_recipe_entry_is_one_line(tmp_path, recipe, message):
-    path = tmp_path / "report.toml"
-    path.write_text(f'output = "R.md"\nmain = "m"\nrecipe = {recipe}\n')
-    with pytest.raises(BenchError) as err:
-        load_manifest(path)
-    assert message in str(err.value) and "\n" not in str(err.value)
-
-
 def test_a_recipe_folder_that_is_no_run_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder(tmp_path / "base", BASE)

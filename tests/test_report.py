@@ -57,17 +57,22 @@ def test_the_manifest_takes_tuned_runs_beside_their_own_untuned_runs(tmp_path):
     assert ReportManifest(path, res / "R.md", res / "quick").folders() == [res / "quick"]
 
 
-@pytest.mark.parametrize("tuned, message", [
-    ('[{run = "a", budget = "full"}]', "unknown key 'budget' in a 'tuned' table (known: run, untuned)"),
-    ('[{untuned = "a"}]', "a 'tuned' table needs 'run'"),
-    ('[{run = "a", untuned = 3}]', "'tuned' table key 'untuned' must be a path"),
-    ('[{run = ""}]', "'tuned' table key 'run' must be a path"),
-    ("3", "'tuned' must be a path or a list of paths and"),
-    ('["a", 3]', "'tuned' must be a path or a list of paths and"),
+@pytest.mark.parametrize("entry, message", [
+    ('tuned = [{run = "a", budget = "full"}]', "unknown key 'budget' in a 'tuned' table (known: run, untuned)"),
+    ('tuned = [{untuned = "a"}]', "a 'tuned' table needs 'run'"),
+    ('tuned = [{run = "a", untuned = 3}]', "'tuned' table key 'untuned' must be a path"),
+    ('tuned = [{run = ""}]', "'tuned' table key 'run' must be a path"),
+    ("tuned = 3", "'tuned' must be a path or a list of paths and"),
+    ('tuned = ["a", 3]', "'tuned' must be a path or a list of paths and"),
+    ('recipe = [{run = "a"}]', "a 'recipe' table needs 'baseline' as a path"),
+    ('recipe = [{run = "a", baseline = 3}]', "a 'recipe' table needs 'baseline' as a path"),
+    ('recipe = [{run = "a", baseline = "b", model = "x"}]',
+     "unknown key 'model' in a 'recipe' table (known: run, baseline)"),
+    ('recipe = ["a"]', "'recipe' must be a list of"),
 ])
-def test_a_bad_tuned_entry_is_one_line(tmp_path, tuned, message):
+def test_a_bad_tuned_or_recipe_entry_is_one_line(tmp_path, entry, message):
     path = tmp_path / "report.toml"
-    path.write_text(f'output = "R.md"\nmain = "m"\ntuned = {tuned}\n')
+    path.write_text(f'output = "R.md"\nmain = "m"\n{entry}\n')
     with pytest.raises(BenchError) as err:
         load_manifest(path)
     assert message in str(err.value) and "\n" not in str(err.value)
