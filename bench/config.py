@@ -177,13 +177,18 @@ class TrainConfig:
     grad_clip: float = 1.0
     lr_schedule: str = "none"    # none | linear | cosine (with warmup_fraction warm-up)
     warmup_fraction: float = 0.05
-    patience: int = 2            # early stopping on validation loss
+    patience: int = 2            # early stopping: epochs without a better select_on value before stopping
     bucket_chunk: int = 50       # batches per length-sorted chunk (bigger = less padding)
     amp: bool = True             # CUDA only: bf16 autocast where supported, else fp16 + scaler
     threads: int = 0             # CPU threads for torch (0 = torch's default)
     flush_denormal: bool = True  # CPU: flush subnormal floats to zero (last-state GRU gradients decay into them)
     decay_all: bool = True       # weight decay on every parameter; False: only matrices and embeddings (ndim >= 2),
                                  # not biases or LayerNorm weights (nanoGPT's rule)
+    select_on: str = "val_loss"  # the validation metric early stopping and the kept epoch follow: val_loss (lowest)
+                                 # or val_acc (highest; ties keep the earlier epoch)
+
+
+SELECT_ON = ("val_loss", "val_acc")  # the metrics train.select_on may name
 
 
 @dataclass
@@ -268,7 +273,7 @@ class Config:
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
-               TrainConfig: ("decay_all",)}
+               TrainConfig: ("decay_all", "select_on")}
 
 
 def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -413,6 +418,8 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'train.lr_schedule' must be none, linear or cosine, got '{t.lr_schedule}'")
     if not 0 <= t.warmup_fraction < 1:
         raise BenchError(f"config key 'train.warmup_fraction' must be in [0, 1), got {t.warmup_fraction}")
+    if t.select_on not in SELECT_ON:
+        raise BenchError(f"config key 'train.select_on' must be val_loss or val_acc, got '{t.select_on}'")
     for name, m in cfg.model.items():
         p = f"model.{name}."
         for key in ("embed_dim", "hidden_dim", "layers", "attn_dim", "heads"):

@@ -30,6 +30,8 @@ from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_
 from bench.tuning_report import tuning_section
 from bench.variance_report import variance_section
 
+_SELECTED = {"val_loss": "loss", "val_acc": "accuracy"}  # train.select_on in words
+
 
 def _threads(runs: pd.DataFrame, env: dict) -> str:
     """Thread counts as recorded per run (older runs without the column: not recorded)."""
@@ -152,7 +154,7 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
         f"{d.max_length} tokens.",
         f"- Training: AdamW (lr {t.lr:g} unless a model sets its own, weight decay {t.weight_decay:g}), "
         f"gradient clipping {t.grad_clip:g}, LR schedule {t.lr_schedule}, batch {t.batch_size}, "
-        f"at most {t.epochs} epochs, early stopping on validation loss (patience {t.patience}); the best "
+        f"at most {t.epochs} epochs, early stopping on validation {_SELECTED[t.select_on]} (patience {t.patience}); the best "
         "epoch's weights are restored before the single test evaluation.",
         "- Overfitting gap: accuracy on a fixed eval-mode subset of the training data "
         f"({d.train_eval_size:,} texts) minus validation accuracy, after every epoch (and validation loss minus "

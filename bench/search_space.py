@@ -20,7 +20,7 @@ SEARCH_PATH = CONFIG_DIR / "search.toml"
 PRUNERS = ("median", "hyperband")
 SPEC_TYPES = ("float", "int", "categorical")
 # fields a trial may not change: kind decides the model class, epochs/threads/... are settings
-UNTUNABLE = {"kind", "epochs", "threads", "eval_batch_size", "amp", "patience"}
+UNTUNABLE = {"kind", "epochs", "threads", "eval_batch_size", "amp", "patience", "select_on"}
 
 
 @dataclass

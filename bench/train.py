@@ -191,7 +191,8 @@ class _EpochTrainer:
 def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: torch.device, seed: int,
         desc: str = "",
         on_epoch: Callable[[int, EpochRecord], None] | None = None, order_seed: int | None = None) -> FitResult:
-    """Train with AdamW + clipping, early-stop on validation loss, restore the best epoch.
+    """Train with AdamW + clipping, early-stop on `cfg.select_on` (validation loss, or accuracy), and
+    restore the best epoch's weights.
 
     `cfg` is the unit's resolved training settings (`ModelConfig.train_config`), its own lr included.
     `on_epoch(epoch, record)` runs after each epoch's record (tuning reports and prunes
@@ -200,7 +201,7 @@ def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: 
     model.to(device)
     trainer = _EpochTrainer.create(model, data, cfg, device, seed if order_seed is None else order_seed, desc)
     result = FitResult()
-    best_loss, best_state, since_best = math.inf, None, 0
+    best_score, best_state, since_best = -math.inf, None, 0
     for epoch in range(1, cfg.epochs + 1):
         # 1. train one epoch
         train_loss, train_acc, tokens, seconds = trainer.run_epoch(epoch)
@@ -224,9 +225,10 @@ def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: 
             raise TrainingDiverged(f"validation loss became {val.loss} in epoch {epoch}")
         if on_epoch is not None:
             on_epoch(epoch, record)
-        # 3. early stopping on validation loss, keeping the best weights
-        if val.loss < best_loss:
-            best_loss, since_best, result.best_epoch = val.loss, 0, epoch
+        # 3. early stopping on the selection metric, keeping the best weights
+        score = val.acc if cfg.select_on == "val_acc" else -val.loss
+        if score > best_score:
+            best_score, since_best, result.best_epoch = score, 0, epoch
             best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1

@@ -34,6 +34,7 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nlayers = 1.5\n", "'model.rnn.layers' must be int"),
     ("datasets = ['mnist']\n[model.rnn]\n", "unknown dataset 'mnist'"),
     ("[model.rnn]\n[train]\nlr_schedule = 'step'\n", "'train.lr_schedule'"),
+    ("[model.rnn]\n[train]\nselect_on = 'test_acc'\n", "'train.select_on' must be val_loss or val_acc, got 'test_acc'"),
     ("[model.rnn]\nlr_schedule = 'step'\n", "'model.rnn.lr_schedule' must be none, linear or cosine"),
     ("[model.rnn]\nwarmup_fraction = 1.0\n", "'model.rnn.warmup_fraction' must be in [0, 1)"),
     ("[model.rnn]\nembed_dropout = -0.1\n", "'model.rnn.embed_dropout' must be in [0, 1)"),
@@ -170,7 +171,7 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
                ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
-               ("train", "decay_all", False)]
+               ("train", "decay_all", False), ("train", "select_on", "val_acc")]
     for section, key, value in changes:
         changed = _default_config()
         target = changed.model["transformer"] if section == "model" else changed.train

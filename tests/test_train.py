@@ -73,6 +73,34 @@ def test_early_stopping_stops_after_patience(keyword_data):
     assert len(result.history) == 2 and result.best_epoch == 1
 
 
+# validation (loss, accuracy) after each epoch: loss is lowest at epoch 2, accuracy highest at epoch 3
+SCRIPTED_VAL = [(0.50, 0.80), (0.40, 0.85), (0.45, 0.88), (0.50, 0.88), (0.55, 0.86), (0.60, 0.85)]
+
+
+@pytest.mark.parametrize("select_on, best_epoch, epochs_run", [("val_loss", 2, 4), ("val_acc", 3, 5)])
+def test_select_on_decides_the_kept_epoch_and_the_early_stop(keyword_data, monkeypatch, select_on, best_epoch,
+                                                             epochs_run):
+    import bench.train as train_module
+    real_evaluate, calls = train_module.evaluate, []
+
+    def scripted(model, split, *args):
+        result = real_evaluate(model, split, *args)
+        if split is not keyword_data.val:
+            return result
+        loss, acc = SCRIPTED_VAL[len(calls)]
+        calls.append(model.head.weight.detach().clone())  # the weights this epoch's score belongs to
+        return train_module.EvalResult(loss, acc, result.probs)
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    seed_everything(0)
+    model = build_model(MODELS["rnn"], keyword_data.vocab_size, 2, DATA.max_length)
+    cfg = TrainConfig(epochs=6, batch_size=64, lr=1e-2, patience=2, select_on=select_on)
+    result = fit(model, keyword_data, cfg, device=torch.device("cpu"), seed=0)
+    # patience 2 after the best epoch; a tie (0.88 at epoch 4) is no improvement, so the earlier epoch stays
+    assert (result.best_epoch, len(result.history)) == (best_epoch, epochs_run)
+    assert torch.equal(model.head.weight, calls[best_epoch - 1])
+
+
 def test_nan_loss_fails_the_run_with_a_reason(keyword_data):
     seed_everything(0)
     model = build_model(MODELS["rnn"], keyword_data.vocab_size, 2, DATA.max_length)
