@@ -240,7 +240,7 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
         "",
         *answer_section(_answer_sources(run_dir, tables, tuned, others), tables),
     ]
-    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in (t.run, t.untuned)), *others],
+    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in t.folders), *others],
                         report_dir)
     if arms:
         out += [arms, ""]
@@ -438,8 +438,8 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     tuned, ablation = tuned_runs(tuned, run_dir), (Path(ablation) if ablation else None)
     others = [Path(o) for o in others]
     tuned_dirs = [t.run for t in tuned]
-    recipe_dirs = [p for r in recipes for p in (r.run, r.baseline)]
-    for folder in dict.fromkeys(d for d in (run_dir, *tuned_dirs, *(t.untuned for t in tuned), ablation, *others,
+    recipe_dirs = [p for r in recipes for p in r.folders]
+    for folder in dict.fromkeys(d for d in (run_dir, *(p for t in tuned for p in t.folders), ablation, *others,
                                             *variance, *recipe_dirs) if d is not None):
         RunFolder(folder).verify_tables()  # never render from a runs.csv that disagrees with units/
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
@@ -515,8 +515,8 @@ def execute(args: argparse.Namespace) -> int:
         raise BenchError("give a results folder (e.g. results/quick) or --manifest configs/report.toml")
     tuned = [TunedRun(Path(t)) if isinstance(t, str) else TunedRun(Path(t[0]), Path(t[1])) for t in args.tuned]
     recipes = [RecipePair(Path(run), Path(baseline)) for run, baseline in args.recipe_pair]
-    for extra_dir in (args.ablation, *(p for t in tuned for p in (t.run, t.untuned)), *args.other, *args.variance,
-                      *(p for r in recipes for p in (r.run, r.baseline))):
+    for extra_dir in (args.ablation, *(p for t in tuned for p in t.folders), *args.other, *args.variance,
+                      *(p for r in recipes for p in r.folders)):
         if extra_dir and not RunFolder(extra_dir).is_run():
             raise BenchError(f"{extra_dir} is not a run folder (no runs.csv)")
     for path in write_report(Path(args.run_dir), Path(args.output) if args.output else None,

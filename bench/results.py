@@ -509,6 +509,11 @@ class TunedRun:
     run: Path
     untuned: Path | None = None
 
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The folders this entry reads: the tuned run, then its untuned run when named."""
+        return (self.run,) if self.untuned is None else (self.run, self.untuned)
+
 
 @dataclass(frozen=True)
 class RecipePair:
@@ -516,6 +521,11 @@ class RecipePair:
     the report's recipe checks compare each model run in both, paired by seed."""
     run: Path
     baseline: Path
+
+    @property
+    def folders(self) -> tuple[Path, Path]:
+        """The folders this check reads: the changed run, then its baseline."""
+        return self.run, self.baseline
 
 
 @dataclass
@@ -535,8 +545,8 @@ class ReportManifest:
     recipe: list[RecipePair] = field(default_factory=list)
 
     def folders(self) -> list[Path]:
-        tuned = [p for t in self.tuned for p in (t.run, t.untuned) if p is not None]
-        recipe = [p for r in self.recipe for p in (r.run, r.baseline)]
+        tuned = [p for t in self.tuned for p in t.folders]
+        recipe = [p for r in self.recipe for p in r.folders]
         return [p for p in (self.main, *tuned, self.ablation, *self.other, *self.variance, *recipe) if p is not None]
 
     def names(self, folder: str | Path) -> bool:
