@@ -143,12 +143,13 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
     """How the run was made: budget, seeds, text, training, gap definition, hardware, data sizes."""
     cfg, env, dsets = folder.stored_config(), folder.environment(), folder.datasets_info()
     d, t = cfg.data, cfg.train
+    seeds = sorted(int(s) for s in runs["seed"].unique())  # what ran: a run stopped early lists more in config.json
     out = [
         "## Setup",
         "",
-        f"- Budget **{cfg.budget}**: {cfg.description} (config `configs/{cfg.budget}.toml`; "
-        f"this folder holds {len(cfg.seeds)} seeds).",
-        f"- Seeds {', '.join(str(s) for s in cfg.seeds)}, paired: {_seed_sources(cfg)}",
+        f"- Budget **{cfg.budget}**: {cfg.description} (every setting as this folder's config.json records it; "
+        f"the folder holds {len(seeds)} seeds).",
+        f"- Seeds {', '.join(str(s) for s in seeds)}, paired: {_seed_sources(cfg)}",
         f"- Text: word-level vocabulary of at most {d.vocab_size:,} words trained on the training part only "
         f"(HF `tokenizers`, lower-cased={d.lowercase}, `<br />` removed), texts cut to the first "
         f"{d.max_length} tokens.",
