@@ -451,7 +451,8 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
         "results/full-ag --variance results/variance-init --variance results/variance-order --variance "
         "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
-        "results/full-imdb-strong results/full-imdb".split(" --"))
+        "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick"
+        .split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-ag", "results/quick-tuned",
                                               "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
