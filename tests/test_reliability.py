@@ -447,14 +447,15 @@ def test_the_repository_manifest_states_todays_report_command():
     cmd = report_command(rel(m.main), tuned, m.ablation and rel(m.ablation),
                          [rel(o) for o in m.other], [rel(v) for v in m.variance], recipes)
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
-        "python -m bench.report results/quick --other results/full-imdb-strong --ablation results/ablation --other "
+        "python -m bench.report results/quick --other results/full-imdb-strong --other results/full-imdb-bigru "
+        "--ablation results/ablation --other "
         "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
         "results/full-ag --variance results/variance-init --variance results/variance-order --variance "
         "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
-        "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick"
-        .split(" --"))
-    assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-ag", "results/quick-tuned",
-                                              "results/full-imdb"]
+        "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick "
+        "--recipe-pair results/full-imdb-bigru results/full-imdb-strong".split(" --"))
+    assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru", "results/full-ag",
+                                              "results/quick-tuned", "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
 
 
