@@ -104,6 +104,13 @@ def run_cli(*args: str, module: str = "bench.run", env: dict | None = None, cwd:
                           env=cli_env(env), cwd=cwd or REPO, timeout=timeout)
 
 
+def default_sigint() -> None:
+    """preexec_fn for a CLI that a test stops with SIGINT: a shell started in the background (`cmd &`)
+    ignores SIGINT and its children inherit that, so Python would install no Ctrl-C handler at all."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_env(extra: dict | None = None) -> dict:
     """The environment a CLI subprocess gets: this one, minus BENCH_DATA_DIR, plus the repo on the path."""
     env = {k: v for k, v in os.environ.items() if k != "BENCH_DATA_DIR"}

@@ -19,7 +19,7 @@ import pytest
 
 from bench.config import BenchError
 from bench.results import LOCK_HOLDER_NAME, RecipePair, RunFolder, TunedRun, load_manifest
-from conftest import REPO, TINY_CONFIG, cli_env, keyword_texts, run_cli, write_dataset
+from conftest import REPO, TINY_CONFIG, cli_env, default_sigint, keyword_texts, run_cli, write_dataset
 
 
 def snapshot(*roots: Path) -> dict[str, bytes]:
@@ -501,7 +501,8 @@ def test_tune_stops_cleanly_on_sigint_and_sigterm(tmp_path, tiny_config, keyword
     proc = subprocess.Popen([sys.executable, "-m", "bench.tune", "--config", str(tiny_config), "--dataset", "imdb",
                              "--model", "rnn", "--search", str(search), "--out", str(out), "--data-dir",
                              str(keyword_dir), "--cache-dir", str(tmp_path / "cache")],
-                            env=cli_env({"OMP_NUM_THREADS": "1"}), cwd=REPO, stderr=subprocess.PIPE, text=True)
+                            env=cli_env({"OMP_NUM_THREADS": "1"}), cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     url = f"sqlite:///{out.resolve()}/optuna.db"
     deadline = time.monotonic() + 180
     running = False
@@ -570,7 +571,7 @@ def test_a_signal_swallowed_in_a_destructor_still_stops_the_command(name, code, 
     """Seen in CI: SIGTERM arrived while the garbage collector ran a weakref callback, the Terminated
     raised there was printed as "Exception ignored", and tuning ran all 50 trials to exit 0."""
     proc = subprocess.run([sys.executable, "-c", SWALLOWED_SIGNAL.format(name=name)], env=cli_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, preexec_fn=default_sigint)
     assert proc.returncode == code, proc.stderr
     assert "finished" not in proc.stdout
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
