@@ -188,7 +188,7 @@ class TrainConfig:
                                  # or val_acc (highest; ties keep the earlier epoch)
 
 
-SELECT_ON = ("val_loss", "val_acc")  # the metrics train.select_on may name
+SELECT_ON = {"val_loss": "validation loss", "val_acc": "validation accuracy"}  # train.select_on's choices, in words
 
 
 @dataclass
@@ -419,7 +419,7 @@ def validate(cfg: Config) -> Config:
     if not 0 <= t.warmup_fraction < 1:
         raise BenchError(f"config key 'train.warmup_fraction' must be in [0, 1), got {t.warmup_fraction}")
     if t.select_on not in SELECT_ON:
-        raise BenchError(f"config key 'train.select_on' must be val_loss or val_acc, got '{t.select_on}'")
+        raise BenchError(f"config key 'train.select_on' must be {' or '.join(SELECT_ON)}, got '{t.select_on}'")
     for name, m in cfg.model.items():
         p = f"model.{name}."
         for key in ("embed_dim", "hidden_dim", "layers", "attn_dim", "heads"):

@@ -18,7 +18,7 @@ from bench import cli
 from bench.arms_report import arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
-from bench.config import SOURCES, BenchError
+from bench.config import SELECT_ON, SOURCES, BenchError
 from bench.model_report import (mean_sd, model_table, paired_diff_cell, plot_ablation, plot_gap, plot_learning_curves,
                                 verdict)
 from bench.recipe_report import recipe_checks_section
@@ -29,8 +29,6 @@ from bench.speed_report import speed_section
 from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
 from bench.tuning_report import tuning_section
 from bench.variance_report import variance_section
-
-_SELECTED = {"val_loss": "loss", "val_acc": "accuracy"}  # train.select_on in words
 
 
 def _threads(runs: pd.DataFrame, env: dict) -> str:
@@ -155,7 +153,7 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
         f"{d.max_length} tokens.",
         f"- Training: AdamW (lr {t.lr:g} unless a model sets its own, weight decay {t.weight_decay:g}), "
         f"gradient clipping {t.grad_clip:g}, LR schedule {t.lr_schedule}, batch {t.batch_size}, "
-        f"at most {t.epochs} epochs, early stopping on validation {_SELECTED[t.select_on]} (patience {t.patience}); the best "
+        f"at most {t.epochs} epochs, early stopping on {SELECT_ON[t.select_on]} (patience {t.patience}); the best "
         "epoch's weights are restored before the single test evaluation.",
         "- Overfitting gap: accuracy on a fixed eval-mode subset of the training data "
         f"({d.train_eval_size:,} texts) minus validation accuracy, after every epoch (and validation loss minus "
