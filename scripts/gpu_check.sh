@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The whole GPU check of issue 15 in ONE command of at most ~9.5 minutes, on a bare GPU machine:
+# The whole GPU check in ONE command of at most ~9.5 minutes, on a bare GPU machine:
 #   1. install the carried wheels (datasets, optuna and what they need that is not there) into
 #      $WORK/site, and record the machine: GPU, driver, CUDA, cuDNN, torch and package versions;
-#   2. the CUDA tests: pytest -m cuda tests/test_cuda.py;
-#   3. python -m bench.speed --device cuda (harness against the plain loop, at 400 tokens, full.toml's models);
-#   4. the `full` budget (configs/full.toml: IMDB and AG News, rnn / attn_rnn / transformer + tfidf,
-#      its 5 seeds) with --jobs auto (4 units per GPU), AG News first (it takes seconds);
-#   5. more paired seeds (EXTRA_SEEDS, 5..9) into the same run folder while time is left;
-#   6. python -m bench.report on the run folder, then everything packed into $OUT.
+#   2. at the same time, each in its own processes on the one GPU:
+#      - the CUDA tests: pytest -m cuda tests/test_cuda.py;
+#      - the run: $CONFIG (default configs/full.toml: IMDB and AG News, rnn / attn_rnn / transformer +
+#        tfidf, its seeds) with --jobs $JOBS (auto: 4 units per GPU) into $RUN_NAME, then more paired
+#        seeds (EXTRA_SEEDS) into the same folder while time is left;
+#      - if TUNE_MODELS is set, the tuned run: the same config with --tune (Optuna, SEARCH's space and
+#        pruner, TUNE_TIMEOUT seconds a study, at most TUNE_TRIALS trials) for TUNE_MODELS, then the
+#        seeds of the best configuration, into ${RUN_NAME}-tuned: tuned - untuned paired on one device;
+#   3. python -m bench.speed --device cuda (harness against the plain loop) with the time left;
+#   4. everything packed into $OUT (the reports are rebuilt where the folders are committed).
 # Each stage runs under `timeout -s INT` (Ctrl-C for bench: finished units are saved; the stage is
 # recorded with exit 124), cut to the time left, so something always comes back. Units resume: running the script again on the
 # same warm machine (same $WORK) continues the run instead of starting it over.
@@ -15,20 +19,22 @@
 # Before the call, HERE: `bash scripts/gpu_prepare.sh` (wheels -> .gpu/wheels, data -> .gpu/data,
 # size check). The device call: carry [".gpu"], timeout_s 600, command `bash scripts/gpu_check.sh`.
 #
-# What comes back ($OUT may return at most 8 files, 2 folders deep, 16 MiB each, so the run folder
-# travels packed; the run itself lives in $WORK):
+# What comes back ($OUT may return at most 8 files, 2 folders deep, 16 MiB each, so each run folder
+# travels packed; the runs themselves live in $WORK):
 #   gpu_check.log                  the whole console transcript
 #   summary.txt                    machine, versions, per-stage exit codes and seconds, per-model means
 #   speed.csv                      bench.speed's CSV (tokens/s, harness/plain ratios, memory, GFLOP/s)
-#   full-cuda.tar.gz               the run folder (runs.csv, epochs.csv, units/, REPORT.md, plots/, ...)
-#                                  without predictions/ and attention/, which are in:
-#   full-cuda-pred-imdb.tar.gz, full-cuda-pred-ag_news.tar.gz
+#   $RUN_NAME.tar.gz               the run folder (runs.csv, epochs.csv, units/, predictions/, ...)
+#   $RUN_NAME-tuned.tar.gz         the tuned run folder (also optuna.db, trials.csv, tuning.json), if any
 #   logs.tar.gz                    per-stage logs, pytest junit XML, nvidia-smi samples every 5 s
-# Unpack with: tar -C results -xzf full-cuda.tar.gz; for f in full-cuda-pred-*.tar.gz; do tar -C results -xzf $f; done
+# Unpack with: tar -C results -xzf $RUN_NAME.tar.gz (a folder over 16 MiB packed would not come back:
+# IMDB's full budget with 6 seeds is ~2 MiB packed)
 #
 # Environment (defaults are the GPU run; scripts/gpu_dryrun.sh sets them for a CPU dry run):
 #   DEVICE=cuda  CONFIG=configs/full.toml  EPOCHS= (the config's)  DATASETS=ag_news,imdb
-#   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto
+#   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto  THREADS=2 (CPU threads a unit)
+#   RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
+#   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (report + packing)
 #   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
@@ -44,6 +50,13 @@ DATASETS="${DATASETS:-ag_news,imdb}"
 SEEDS="${SEEDS:-}"
 EXTRA_SEEDS="${EXTRA_SEEDS:-5,6,7,8,9}"
 JOBS="${JOBS:-auto}"
+THREADS="${THREADS:-2}"
+RUN_NAME="${RUN_NAME:-full-cuda}"
+TUNE_MODELS="${TUNE_MODELS:-}"
+SEARCH="${SEARCH:-configs/search-full.toml}"
+TUNE_TIMEOUT="${TUNE_TIMEOUT:-210}"
+TUNE_TRIALS="${TUNE_TRIALS:-40}"
+TUNE_JOBS="${TUNE_JOBS:-$JOBS}"
 DATA_DIR="${DATA_DIR:-.gpu/data}"
 WHEEL_DIR="${WHEEL_DIR:-.gpu/wheels}"
 WORK="${WORK:-/tmp/gpu_check}"
@@ -59,7 +72,8 @@ RUN_TESTS="${RUN_TESTS:-1}"
 
 mkdir -p "$OUT" "$WORK/logs" && OUT="$(cd "$OUT" && pwd)" && WORK="$(cd "$WORK" && pwd)"
 DATA_DIR="$(cd "$DATA_DIR" 2>/dev/null && pwd || echo "$DATA_DIR")"
-RUN="$WORK/full-cuda"
+RUN="$WORK/$RUN_NAME"
+TUNED="$WORK/$RUN_NAME-tuned"
 STAGES="$WORK/stages.tsv"
 : > "$STAGES"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
@@ -72,18 +86,14 @@ export PYTHONPATH="$REPO:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 say() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
 
-pack() {  # everything that should come back, in at most 7 files under $OUT (written then renamed)
-    local tmp="$OUT/.pack.tmp"
+pack() {  # everything that should come back, one file per folder under $OUT (written then renamed;
+          # stages running at once pack at once, so each packing has its own temporary names)
+    local tmp="$OUT/.pack.$BASHPID.tmp" folder
     tar -C "$WORK" -czf "$tmp" logs stages.tsv 2>/dev/null && mv "$tmp" "$OUT/logs.tar.gz"
-    [ -d "$RUN" ] || return 0
-    tar -C "$WORK" -czf "$tmp" --exclude=full-cuda/predictions --exclude=full-cuda/attention full-cuda \
-        && mv "$tmp" "$OUT/full-cuda.tar.gz"
-    local ds files
-    for ds in imdb ag_news; do
-        files=$(cd "$WORK" && ls -d full-cuda/predictions/"${ds}"__* full-cuda/attention/"${ds}"__* 2>/dev/null)
-        [ -n "$files" ] || continue
-        # shellcheck disable=SC2086
-        (cd "$WORK" && tar -czf "$tmp" $files) && mv "$tmp" "$OUT/full-cuda-pred-$ds.tar.gz"
+    for folder in "$RUN" "$TUNED"; do
+        [ -d "$folder" ] || continue
+        tar -C "$WORK" -czf "$tmp" --exclude='*.bench.lock*' "$(basename "$folder")" \
+            && mv "$tmp" "$OUT/$(basename "$folder").tar.gz"
     done
     rm -f "$tmp"
 }
@@ -99,8 +109,13 @@ stage() {  # stage NAME CAP_SECONDS COMMAND...: run under a timeout cut to the t
     fi
     say "$name (timeout ${t}s): $*"
     start=$(date +%s)
-    timeout -s INT -k 20 "$t" "$@" 2>&1 | tee "$WORK/logs/$name.log"
-    rc=${PIPESTATUS[0]}
+    if [ "${STAGE_QUIET:-0}" = 1 ]; then  # a stage running beside another: its output to its log only
+        timeout -s INT -k 20 "$t" "$@" > "$WORK/logs/$name.log" 2>&1
+        rc=$?
+    else
+        timeout -s INT -k 20 "$t" "$@" 2>&1 | tee "$WORK/logs/$name.log"
+        rc=${PIPESTATUS[0]}
+    fi
     printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" >> "$STAGES"
     say "$name: exit $rc after $(( $(date +%s) - start ))s$([ "$rc" = 124 ] && echo ' (timed out; finished units are kept)')"
     pack
@@ -175,41 +190,51 @@ if [ ! -f "$DATA_DIR/imdb/train.parquet" ] && [[ "$DATASETS" == *imdb* ]]; then
 fi
 printf '%s\t%s\t%s\n' setup 0 "$(( $(date +%s) - T0 ))" >> "$STAGES"
 
-# ---------------------------------------------------------------- 2. CUDA tests
+# ---------------------------------------------------------------- 2. tests, the run and the tuned run, at once
+PIDS=()
 if [ "$RUN_TESTS" = 1 ]; then
-    stage cuda-tests "$TEST_TIMEOUT" "$PY" -m pytest -p no:cacheprovider -m cuda tests/test_cuda.py -rs \
-        --junitxml="$WORK/logs/pytest-cuda.xml"
+    STAGE_QUIET=1 stage cuda-tests "$TEST_TIMEOUT" "$PY" -m pytest -p no:cacheprovider -m cuda tests/test_cuda.py \
+        -rs --junitxml="$WORK/logs/pytest-cuda.xml" &
+    PIDS+=($!)
 fi
+RUN_ARGS=(--config "$CONFIG" --dataset "$DATASETS" --device "$DEVICE" --threads "$THREADS"
+          --data-dir "$DATA_DIR" --report none)
+[ -n "$EPOCHS" ] && RUN_ARGS+=(--epochs "$EPOCHS")
+BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
+if [ -n "$TUNE_MODELS" ]; then
+    (sleep 20  # let the run encode the data into the shared cache first
+     STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$TUNED" \
+        --tune --models "$TUNE_MODELS" --search "$SEARCH" --tune-timeout "$TUNE_TIMEOUT" --trials "$TUNE_TRIALS" \
+        --jobs "$TUNE_JOBS") &
+    PIDS+=($!)
+fi
+if stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" --models all \
+        --jobs "$JOBS"; then
+    if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
+        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --out "$RUN" --models all --jobs "$JOBS" \
+            --seeds "$EXTRA_SEEDS"
+    fi
+fi
+say "waiting for the stages still running"
+wait "${PIDS[@]}" 2>/dev/null
 
-# ---------------------------------------------------------------- 3. speed
+# ---------------------------------------------------------------- 3. speed, with the time left
 stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVICE" --config "$SPEED_CONFIG" \
     --data-dir "$DATA_DIR" --out "$OUT/speed.csv" $SPEED_ARGS
 
-# ---------------------------------------------------------------- 4-5. the full budget, then more seeds
-RUN_ARGS=(--config "$CONFIG" --models all --dataset "$DATASETS" --device "$DEVICE" --jobs "$JOBS"
-          --data-dir "$DATA_DIR" --out "$RUN" --report none)
-[ -n "$EPOCHS" ] && RUN_ARGS+=(--epochs "$EPOCHS")
-BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
-if stage full "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}"; then
-    if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
-        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --seeds "$EXTRA_SEEDS"
-    fi
-fi
-
 # ---------------------------------------------------------------- 6. report, summary, packing
-if [ -f "$RUN/runs.csv" ]; then
-    RESERVE_S=10 stage report 60 "$PY" -m bench.report "$RUN"
-fi
 [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null
 {
     echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - T0 ))s in all, budget ${BUDGET_S}s)"
     echo "commit (from gpu_prepare.sh): $(tr '\n' ' ' < .gpu/GIT_SHA 2>/dev/null || echo unknown)"
-    echo "device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS jobs=$JOBS epochs=${EPOCHS:-config}"
+    echo "device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS jobs=$JOBS epochs=${EPOCHS:-config}" \
+        "run=$RUN_NAME tune_models=${TUNE_MODELS:-none} search=$SEARCH tune_timeout=$TUNE_TIMEOUT trials=$TUNE_TRIALS"
     echo; echo "stage	exit	seconds  (124 = timed out, units finished before it are kept)"; cat "$STAGES"
     echo; cat "$WORK/logs/environment.txt" 2>/dev/null
     echo; grep -h "passed\|failed\|skipped\|error" "$WORK/logs/cuda-tests.log" 2>/dev/null | tail -3
-    if [ -f "$RUN/runs.csv" ]; then
-        echo; "$PY" - "$RUN" <<'PY'
+    for folder in "$RUN" "$TUNED"; do
+        [ -f "$folder/runs.csv" ] || continue
+        echo; echo "$(basename "$folder"):"; "$PY" - "$folder" <<'PY'
 import json
 import sys
 from pathlib import Path
@@ -227,8 +252,11 @@ table = ok.groupby(["dataset", "model"]).agg(n=("seed", "size"), test_acc=("test
 print(table.round(4).to_string())
 env = json.loads((run / "environment.json").read_text())
 print("environment.json:", {k: env.get(k) for k in ("gpu", "cuda", "cudnn", "torch", "wall_seconds", "units_run", "jobs")})
+if (run / "trials.csv").is_file():
+    trials = pd.read_csv(run / "trials.csv")
+    print("trials:", trials.groupby(["model", "state"]).size().to_dict() if "state" in trials else len(trials))
 PY
-    fi
+    done
     if [ -f "$OUT/speed.csv" ]; then
         echo; "$PY" - "$OUT/speed.csv" <<'PY'
 import sys
