@@ -56,6 +56,22 @@ def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) 
     return [(k, _shown(old, k), _shown(new, k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
+def device_difference(run: RunFolder, baseline: RunFolder, run_ok: pd.DataFrame, base_ok: pd.DataFrame,
+                      models: list[str]) -> tuple[str, str, str] | None:
+    """("device", baseline's, run's) when the compared units ran on different devices (runs.csv's
+    `device`, with the GPU's name from environment.json): no config key says it, and a CUDA unit
+    also trains under bf16 autocast (`train.amp`), so it is a difference like any setting."""
+    def devices(folder: RunFolder, ok: pd.DataFrame) -> str:
+        names = sorted({str(d).split(":")[0] for d in ok.loc[ok["model"].isin(models), "device"].dropna()})
+        gpu = folder.environment().get("gpu") if "cuda" in names else None
+        return ", ".join(f"`{n}`" for n in names) + (f" ({gpu}; bf16 autocast, `train.amp`)" if gpu else "")
+
+    if "device" not in run_ok or "device" not in base_ok:
+        return None
+    old, new = devices(baseline, base_ok), devices(run, run_ok)
+    return None if old == new else ("device", old, new)
+
+
 def _seconds(values: pd.Series) -> str:
     v = values.dropna()
     return f"{v.mean():.0f} s" if len(v) else "–"
@@ -80,20 +96,24 @@ def recipe_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
     return rows
 
 
-def recipe_section(run_dir: Path, baseline_dir: Path) -> str:
-    """One recipe check: the settings `run_dir` changes against `baseline_dir`, then per dataset the
-    paired run − baseline rows of every model run in both."""
+def recipe_section(run_dir: Path, baseline_dir: Path, models: tuple[str, ...] = ()) -> str:
+    """One recipe check: the settings `run_dir` changes against `baseline_dir` (the device too, when the
+    units ran on different ones), then per dataset the paired run − baseline rows of every model run in
+    both, or of `models` alone when named."""
     run, baseline = RunFolder(run_dir), RunFolder(baseline_dir)
     runs, _ = run.read_tables()
     base, _ = baseline.read_tables()
     run_ok, base_ok = ok_runs(runs), ok_runs(base)
-    shared = [m for m in ordered_models(run_ok) if m in set(base_ok["model"])]
+    shared = [m for m in ordered_models(run_ok) if m in set(base_ok["model"]) and (not models or m in models)]
+    run_ok, base_ok = run_ok[run_ok["model"].isin(shared)], base_ok[base_ok["model"].isin(shared)]
     rel_run, rel_base = relative_link(Path(run_dir), Path.cwd()), relative_link(Path(baseline_dir), Path.cwd())
     diffs = setting_differences(run, baseline, shared)
-    out = [f"### `{rel_run}` against `{rel_base}`", ""]
+    device = device_difference(run, baseline, run_ok, base_ok, shared)
+    diffs += [device] if device else []
+    out = [f"### `{rel_run}` against `{rel_base}`" + (f" ({', '.join(models)} only)" if models else ""), ""]
     if diffs:
         out += ["Settings that differ (baseline → this run; from each folder's config.json, a key a folder "
-                "predates read as its default):", ""]
+                "predates read as its default; the device from runs.csv):", ""]
         out += [f"- `{key}`: {old} → {new}" for key, old, new in diffs]
         if any(key == "vary" for key, _, _ in diffs):
             out += ["", "The folders' seeds vary different random sources, so seed *k* is paired across them only in "
@@ -131,5 +151,5 @@ def recipe_checks_section(pairs: list[RecipePair]) -> str:
            "the mean seconds of training per unit as each folder recorded it, comparable only when both ran on the "
            "same machine with the same threads._", ""]
     for pair in pairs:
-        out.append(recipe_section(pair.run, pair.baseline))
+        out.append(recipe_section(pair.run, pair.baseline, pair.models))
     return "\n".join(out)

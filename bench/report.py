@@ -421,7 +421,7 @@ def report_command(run_dir: Path, tuned: Tuned = None, ablation: Path | None = N
                     + [f"--{flag} {rel(d)}" for flag, d in
                        (("ablation", ablation), *(("other", o) for o in others), *(("variance", v) for v in variance))
                        if d is not None]
-                    + [f"--recipe-pair {rel(r.run)} {rel(r.baseline)}" for r in recipes])
+                    + [" ".join(["--recipe-pair", rel(r.run), rel(r.baseline), *r.models]) for r in recipes])
 
 
 def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None = None,
@@ -492,9 +492,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variance", action="append", default=[],
                    help="a run folder of the variance decomposition (configs/variance.toml with one source in "
                         "`vary`); repeat once per source")
-    p.add_argument("--recipe-pair", action="append", default=[], nargs=2, metavar=("RUN", "BASELINE"),
+    p.add_argument("--recipe-pair", action="append", default=[], nargs="+", metavar="RUN BASELINE [MODEL",
                    help="a run folder that changes a few settings and the folder it changes them against: each "
-                        "model run in both, paired by seed (a recipe check); repeatable")
+                        "model run in both (or only the MODELs named), paired by seed (a recipe check); repeatable")
     return p.parse_args(argv)
 
 
@@ -513,7 +513,9 @@ def execute(args: argparse.Namespace) -> int:
     if not args.run_dir:
         raise BenchError("give a results folder (e.g. results/quick) or --manifest configs/report.toml")
     tuned = [TunedRun(Path(t)) if isinstance(t, str) else TunedRun(Path(t[0]), Path(t[1])) for t in args.tuned]
-    recipes = [RecipePair(Path(run), Path(baseline)) for run, baseline in args.recipe_pair]
+    if any(len(pair) < 2 for pair in args.recipe_pair):
+        raise BenchError("--recipe-pair needs a run folder and its baseline folder (then optionally model names)")
+    recipes = [RecipePair(Path(pair[0]), Path(pair[1]), tuple(pair[2:])) for pair in args.recipe_pair]
     for extra_dir in (args.ablation, *(p for t in tuned for p in t.folders), *args.other, *args.variance,
                       *(p for r in recipes for p in r.folders)):
         if extra_dir and not RunFolder(extra_dir).is_run():

@@ -499,7 +499,7 @@ class _FolderLock:
 MANIFEST_KEYS = {"output": str, "main": str, "tuned": "tuned", "ablation": str, "other": list, "variance": list,
                  "recipe": "recipe"}
 TUNED_KEYS = ("run", "untuned")
-RECIPE_KEYS = ("run", "baseline")
+RECIPE_KEYS = ("run", "baseline", "models")
 
 
 @dataclass(frozen=True)
@@ -518,9 +518,11 @@ class TunedRun:
 @dataclass(frozen=True)
 class RecipePair:
     """A folder that changes a few settings (`run`) and the folder it changes them against (`baseline`):
-    the report's recipe checks compare each model run in both, paired by seed."""
+    the report's recipe checks compare each model run in both, paired by seed, or only `models` when
+    named (a folder that changes one arm's settings against one folder and another arm's against another)."""
     run: Path
     baseline: Path
+    models: tuple[str, ...] = ()
 
     @property
     def folders(self) -> tuple[Path, Path]:
@@ -590,18 +592,23 @@ def _tuned_runs(value: Any, path: Path, base: Path) -> list[TunedRun]:
 
 
 def _recipe_pairs(value: Any, path: Path, base: Path) -> list[RecipePair]:
-    """`recipe` as a list of `{run = ..., baseline = ...}` tables."""
+    """`recipe` as a list of `{run = ..., baseline = ..., models = [...]}` tables (models optional)."""
     shape = f"'recipe' must be a list of {{run = \"...\", baseline = \"...\"}} tables, got {value!r}"
     pairs = []
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, dict):
             raise BenchError(f"report manifest {path}: {shape}")
         _known_keys(item, RECIPE_KEYS, "recipe", path)
-        for key in RECIPE_KEYS:
+        for key in ("run", "baseline"):
             v = item.get(key)
             if not (isinstance(v, str) and v.strip()):
                 raise BenchError(f"report manifest {path}: a 'recipe' table needs '{key}' as a path, got {v!r}")
-        pairs.append(RecipePair(run=_under(base, item["run"]), baseline=_under(base, item["baseline"])))
+        models = item.get("models", [])
+        if not (isinstance(models, list) and all(isinstance(m, str) and m.strip() for m in models)):
+            raise BenchError(f"report manifest {path}: a 'recipe' table's 'models' must be a list of model names, "
+                             f"got {models!r}")
+        pairs.append(RecipePair(run=_under(base, item["run"]), baseline=_under(base, item["baseline"]),
+                                models=tuple(models)))
     return pairs
 
 

@@ -33,7 +33,7 @@
 # Environment (defaults are the GPU run; scripts/gpu_dryrun.sh sets them for a CPU dry run):
 #   DEVICE=cuda  CONFIG=configs/full.toml  EPOCHS= (the config's)  DATASETS=ag_news,imdb
 #   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto  THREADS=2 (CPU threads a unit)
-#   RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
+#   MODELS= (the config's list; a comma list or all)  RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
 #   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (report + packing)
@@ -52,6 +52,7 @@ EXTRA_SEEDS="${EXTRA_SEEDS:-5,6,7,8,9}"
 JOBS="${JOBS:-auto}"
 THREADS="${THREADS:-2}"
 RUN_NAME="${RUN_NAME:-full-cuda}"
+MODELS="${MODELS:-}"
 TUNE_MODELS="${TUNE_MODELS:-}"
 SEARCH="${SEARCH:-configs/search-full.toml}"
 TUNE_TIMEOUT="${TUNE_TIMEOUT:-210}"
@@ -201,6 +202,8 @@ RUN_ARGS=(--config "$CONFIG" --dataset "$DATASETS" --device "$DEVICE" --threads 
           --data-dir "$DATA_DIR" --report none)
 [ -n "$EPOCHS" ] && RUN_ARGS+=(--epochs "$EPOCHS")
 BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
+MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
+                                                                     # also run every other [model.*] table in it)
 if [ -n "$TUNE_MODELS" ]; then
     (sleep 20  # let the run encode the data into the shared cache first
      STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$TUNED" \
@@ -208,10 +211,10 @@ if [ -n "$TUNE_MODELS" ]; then
         --jobs "$TUNE_JOBS") &
     PIDS+=($!)
 fi
-if stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" --models all \
+if stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" \
         --jobs "$JOBS"; then
     if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
-        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --out "$RUN" --models all --jobs "$JOBS" \
+        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS" \
             --seeds "$EXTRA_SEEDS"
     fi
 fi

@@ -119,3 +119,53 @@ def test_a_recipe_folder_that_is_no_run_folder_is_refused_before_anything_is_wri
     with pytest.raises(BenchError, match=r"nothing is not a run folder"):
         report.execute(report.parse_args(["base", "--recipe-pair", "nothing", "base", "--output", "R.md"]))
     assert not (tmp_path / "R.md").exists() and not (tmp_path / "base" / "REPORT.md").exists()
+
+
+def test_a_pair_limited_to_some_models_compares_those_alone_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", BASE)
+    folder(tmp_path / "run", CHANGED, transformer={"attention_dropout": 0.0})
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"), ("tfidf",))])
+    assert "### `run` against `base` (tfidf only)" in text
+    assert "| tfidf | 6 |" in text and "| transformer |" not in text
+    # the transformer's changed setting belongs to a model not compared here: not listed
+    assert "attention_dropout" not in text and "settings are the same" in text
+
+
+def test_units_on_another_device_list_the_device_as_a_difference(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder(tmp_path / "base", BASE)
+    run = folder(tmp_path / "run", BASE)
+    runs = pd.read_csv(run.runs_csv)
+    base = pd.read_csv((tmp_path / "base" / "runs.csv"))
+    base["device"] = "cpu"
+    runs["device"] = "cuda:0"
+    atomic_write_csv(tmp_path / "base" / "runs.csv", base)
+    atomic_write_csv(run.runs_csv, runs)
+    atomic_write_json(run.path / "environment.json", {"gpu": "NVIDIA H100 80GB HBM3"})
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+    assert "- `device`: `cpu` → `cuda` (NVIDIA H100 80GB HBM3; bf16 autocast, `train.amp`)" in text
+    assert "settings are the same" not in text and "changed at once" not in text
+    # the same device on both sides is no difference
+    runs["device"] = "cpu"
+    atomic_write_csv(run.runs_csv, runs)
+    assert "`device`" not in recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+
+
+def test_the_manifest_and_the_command_carry_a_pairs_models(tmp_path, monkeypatch):
+    path = tmp_path / "configs" / "report.toml"
+    path.parent.mkdir()
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\n'
+                    'recipe = [{run = "../results/b", baseline = "../results/a", models = ["transformer"]}]\n')
+    res = tmp_path / "results"
+    assert load_manifest(path).recipe == [RecipePair(res / "b", res / "a", ("transformer",))]
+    monkeypatch.chdir(tmp_path)
+    cmd = report.report_command(Path("quick"), recipes=[RecipePair(Path("b"), Path("a"), ("transformer", "rnn"))])
+    assert cmd == "python -m bench.report quick --recipe-pair b a transformer rnn"
+    assert report.parse_args(cmd.split()[3:]).recipe_pair == [["b", "a", "transformer", "rnn"]]
+    path.write_text('output = "../R.md"\nmain = "../results/quick"\n'
+                    'recipe = [{run = "../results/b", baseline = "../results/a", models = "transformer"}]\n')
+    with pytest.raises(BenchError, match=r"'models' must be a list of model names"):
+        load_manifest(path)
+    with pytest.raises(BenchError, match=r"--recipe-pair needs a run folder and its baseline"):
+        report.execute(report.parse_args(["quick", "--recipe-pair", "b"]))

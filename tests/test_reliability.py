@@ -443,7 +443,7 @@ def test_the_repository_manifest_states_todays_report_command():
     m = load_manifest(REPO / "configs" / "report.toml")
     rel = lambda p: p.relative_to(REPO) if p.is_absolute() else p  # noqa: E731
     tuned = [TunedRun(rel(t.run), t.untuned and rel(t.untuned)) for t in m.tuned]
-    recipes = [RecipePair(rel(r.run), rel(r.baseline)) for r in m.recipe]
+    recipes = [RecipePair(rel(r.run), rel(r.baseline), r.models) for r in m.recipe]
     cmd = report_command(rel(m.main), tuned, m.ablation and rel(m.ablation),
                          [rel(o) for o in m.other], [rel(v) for v in m.variance], recipes)
     assert cmd.split()[3:] and set(cmd.split(" --")) == set(
@@ -453,8 +453,12 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-ag --variance results/variance-init --variance results/variance-order --variance "
         "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
         "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick "
-        "--recipe-pair results/full-imdb-bigru results/full-imdb-strong".split(" --"))
-    assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru", "results/full-ag",
+        "--recipe-pair results/full-imdb-bigru results/full-imdb-strong --other results/full-imdb-cuda "
+        "--recipe-pair results/full-imdb-cuda results/full-imdb-bigru --recipe-pair results/full-imdb-cuda "
+        "results/full-imdb-strong transformer --recipe-pair results/full-imdb-cuda-valacc results/full-imdb-cuda"
+        .split(" --"))
+    assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
+                                              "results/full-imdb-cuda", "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
 

@@ -67,7 +67,7 @@ def test_the_manifest_takes_tuned_runs_beside_their_own_untuned_runs(tmp_path):
     ('recipe = [{run = "a"}]', "a 'recipe' table needs 'baseline' as a path"),
     ('recipe = [{run = "a", baseline = 3}]', "a 'recipe' table needs 'baseline' as a path"),
     ('recipe = [{run = "a", baseline = "b", model = "x"}]',
-     "unknown key 'model' in a 'recipe' table (known: run, baseline)"),
+     "unknown key 'model' in a 'recipe' table (known: run, baseline, models)"),
     ('recipe = ["a"]', "'recipe' must be a list of"),
 ])
 def test_a_bad_tuned_or_recipe_entry_is_one_line(tmp_path, entry, message):
