@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.model_report import plot_learning_curves
+from bench.model_report import folder_learning_curves
 from bench.paired import paired_t, t_interval
 from bench.results import DATASET_TITLES, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
 
@@ -211,24 +211,11 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
         params = f"{int(r['params']):,}" if np.isfinite(r["params"]) else "–"
         out.append(f"| {r['model']} | {params} | {r['n']} | {acc} | {diff} | {r['target'] or '–'} | {_verdict(r)} "
                    f"| {r['training']} |")
-    curves = _learning_curves(RunFolder(first["folder"]), first["dataset"])
+    curves = folder_learning_curves(RunFolder(first["folder"]), first["dataset"], redraw=False)
     if curves:
         link = relative_link(curves, report_dir)
         out += ["", f"Learning curves of these runs (train and validation, per epoch): [{link}]({link})."]
     return out + [""]
-
-
-def _learning_curves(folder: RunFolder, dataset: str) -> Path | None:
-    """The folder's learning-curve plot for `dataset` (drawn here when the report has not drawn it
-    yet); None when the folder has no epochs for it."""
-    path = folder.plots / f"{dataset}_curves.png"
-    if not path.exists():
-        epochs = folder.read_tables()[1]
-        epochs = epochs[epochs["dataset"] == dataset]
-        if epochs.empty:
-            return None
-        plot_learning_curves(epochs, dataset, path, folder.dataset_title(dataset))
-    return path
 
 
 def _reference_lines(imdb: pd.DataFrame) -> list[str]:

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench.paired import paired_comparison  # noqa: E402
-from bench.results import DATASET_TITLES, failed_runs, ok_runs, save_png  # noqa: E402
+from bench.results import DATASET_TITLES, RunFolder, failed_runs, ok_runs, save_png  # noqa: E402
 from bench.results import ordered_models as _models  # noqa: E402
 
 
@@ -28,6 +28,24 @@ def _seed_dots(data: pd.DataFrame, col: str, models: list[str], ax, size: int) -
         sns.stripplot(data=data, x="model", y=col, order=models, color="black", size=size, ax=ax)
     finally:
         np.random.set_state(state)
+
+
+def folder_learning_curves(folder: RunFolder, dataset: str, epochs: pd.DataFrame | None = None,
+                           redraw: bool = True) -> Path | None:
+    """A run folder's one learning-curve plot for `dataset`, `plots/<dataset>_curves.png`, titled with
+    the dataset and the folder's budget wherever a report draws it (its own report, the repository's
+    report, the arms section), so every render leaves the same bytes. `redraw=False` keeps a plot
+    already drawn; None when the folder has no epochs for the dataset."""
+    path = folder.plots / f"{dataset}_curves.png"
+    if path.exists() and not redraw:
+        return path
+    epochs = folder.read_tables()[1] if epochs is None else epochs
+    epochs = epochs[epochs["dataset"] == dataset]
+    if epochs.empty:
+        return None
+    title = f"{folder.dataset_title(dataset)} ({folder.stored_config().budget})"
+    plot_learning_curves(epochs, dataset, path, title)
+    return path
 
 
 def plot_learning_curves(epochs: pd.DataFrame, dataset: str, path: Path, title: str | None = None) -> None:

@@ -18,9 +18,9 @@ from bench import cli
 from bench.arms_report import arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
-from bench.config import SELECT_ON, SOURCES, BenchError
-from bench.model_report import (mean_sd, model_table, paired_diff_cell, plot_ablation, plot_gap, plot_learning_curves,
-                                verdict)
+from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig
+from bench.model_report import (folder_learning_curves, mean_sd, model_table, paired_diff_cell, plot_ablation,
+                                plot_gap, verdict)
 from bench.recipe_report import recipe_checks_section
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportManifest, RunFolder, TunedRun,
                            atomic_write_text, failed_runs, load_manifest, ok_runs, relative_link)
@@ -52,6 +52,9 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
     out += claim_glance([(label, RunFolder(run_dir).dataset_title(dataset),
                           tables[run_dir][tables[run_dir]["dataset"] == dataset])
                          for label, run_dir in run_dirs.items() for dataset in _datasets(ok_by_folder[run_dir])])
+    claims = {d: RunFolder(d).stored_config().claim or ClaimConfig() for d in run_dirs.values()}
+    out += repeated_runs([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b))
+                          for d in run_dirs.values()])
     for label, run_dir in run_dirs.items():
         folder, ok = RunFolder(run_dir), ok_by_folder[run_dir]
         for dataset in _datasets(ok):
@@ -59,6 +62,42 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
             out += [f"**{folder.dataset_title(dataset)}, {label}** ({n} paired seed{'s' if n != 1 else ''}, "
                     f"`{relative_link(run_dir, Path.cwd())}`):", "", *claim_lines(tables[run_dir], dataset), ""]
     return out
+
+
+def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> list[str]:
+    """A line for each folder whose claim rows repeat an earlier folder's experiment: on a dataset, both
+    claim models with the same settings (one unit hash each in runs.csv, the same in both) on shared
+    seeds. Seed k then starts from the same split, batch order and initial weights in both, so the two
+    verdicts are one experiment run twice (on another device, say), not independent evidence — the
+    tally above counts each. `folders`: (name, ok runs, (model A, model B)) in report order."""
+    def hashes(ok: pd.DataFrame, dataset: str, model: str) -> frozenset:
+        return frozenset(ok.loc[(ok["dataset"] == dataset) & (ok["model"] == model), "config_hash"].dropna())
+
+    def devices(ok: pd.DataFrame, dataset: str, models: tuple[str, str]) -> str:
+        rows = ok[(ok["dataset"] == dataset) & ok["model"].isin(models)]
+        return ", ".join(sorted({str(d).split(":")[0] for d in rows.get("device", pd.Series(dtype=str)).dropna()}))
+
+    out = []
+    for j, (name, ok, models) in enumerate(folders):
+        for earlier, ok_earlier, models_earlier in folders[:j]:
+            if models_earlier != models:
+                continue
+            for dataset in _datasets(ok):
+                same = all(len(h := hashes(ok, dataset, m)) == 1 and h == hashes(ok_earlier, dataset, m)
+                           for m in models)
+                seeds = sorted(set(ok.loc[ok["dataset"] == dataset, "seed"])
+                               & set(ok_earlier.loc[ok_earlier["dataset"] == dataset, "seed"]))
+                if not (same and seeds):
+                    continue
+                here, there = devices(ok, dataset, models), devices(ok_earlier, dataset, models)
+                where = f"on another device (`{here}`; `{there}` there)" if here != there else "on the same device"
+                out.append(f"- `{name}` repeats `{earlier}` on {DATASET_TITLES.get(dataset, dataset)}: the same "
+                           f"settings for {models[0]} and {models[1]} (one unit hash each in runs.csv) on "
+                           f"{len(seeds)} shared seed{'s' if len(seeds) != 1 else ''}, {where}. Seed *k* starts from "
+                           "the same split, batch order and initial weights in both, so their two rows are one "
+                           "experiment run twice, not independent evidence; where their verdicts differ, the "
+                           "difference is run-to-run noise at this number of seeds.")
+    return out + [""] if out else []
 
 
 Tuned = Path | TunedRun | list[TunedRun] | None
@@ -83,6 +122,12 @@ def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Tune
     answer_from = {f"budget {RunFolder(run_dir).stored_config().budget}": run_dir}
 
     def add(label: str, folder: Path) -> None:
+        for old, there in list(answer_from.items()):
+            if _same(there, folder):  # a folder named twice (its own report naming itself as tuned): one row,
+                items = [(label if k == old else k, v) for k, v in answer_from.items()]  # the later label
+                answer_from.clear()
+                answer_from.update(items)
+                return
         answer_from[label if label not in answer_from else f"{label} ({Path(folder).name})"] = folder
 
     for t in tuned_runs(tuned, run_dir):
@@ -191,8 +236,7 @@ def dataset_lines(folder: RunFolder, report_dir: Path, runs: pd.DataFrame, epoch
     for _, row in failed_runs(r).iterrows():
         out.append(f"- failed: {row['model']} seed {row['seed']}: {row['reason']}")
     if not e.empty:
-        curves, gap = folder.plots / f"{dataset}_curves.png", folder.plots / f"{dataset}_gap.png"
-        plot_learning_curves(e, dataset, curves, title)
+        curves, gap = folder_learning_curves(folder, dataset, e), folder.plots / f"{dataset}_gap.png"
         plot_gap(ok_runs(r), dataset, gap, title)
         out += [f"![{title} learning curves]({relative_link(curves, report_dir)})", "",
                 f"![{title} overfitting gap]({relative_link(gap, report_dir)})", ""]
@@ -388,10 +432,8 @@ def other_run_section(other_dir: Path, report_dir: Path, table: pd.DataFrame) ->
     for dataset in _datasets(runs):
         title = folder.dataset_title(dataset)
         out += [f"### {title}", "", model_table(runs[runs["dataset"] == dataset]), ""]
-        e = epochs[epochs["dataset"] == dataset]
-        if not e.empty:
-            curves = folder.plots / f"{dataset}_curves.png"
-            plot_learning_curves(e, dataset, curves, f"{title} ({cfg.budget})")
+        curves = folder_learning_curves(folder, dataset, epochs)
+        if curves is not None:
             out += [f"![{title} learning curves ({cfg.budget})]({relative_link(curves, report_dir)})", ""]
     if len(table):
         out += [_demote(statistics_section(other_dir, report_dir, table)), ""]

@@ -269,3 +269,38 @@ def test_the_claim_at_a_glance_lists_every_confirmatory_verdict_and_tallies_them
     assert ("- *attn_rnn overfits less than rnn (train − val accuracy gap at matched epochs)*: contradicted in 1 of 2, "
             "not established in 1 of 2.") in lines
     assert claim_glance([("x", "IMDB", table("imdb", (0, 1, "x"), (0, 1, "x")).query("family != 'confirmatory'"))]) == []
+
+
+def test_a_folder_that_repeats_another_experiment_is_named_as_no_independent_evidence():
+    from bench.report import repeated_runs
+
+    def runs(device: str, rnn_hash: str = "h-rnn", seeds=range(6), dataset: str = "imdb") -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": dataset, "model": m, "seed": s, "config_hash": h, "device": device}
+                             for s in seeds for m, h in (("attn_rnn", "h-attn"), ("rnn", rnn_hash),
+                                                         ("transformer", f"h-tf-{device}"))])
+
+    claim = ("attn_rnn", "rnn")
+    lines = repeated_runs([("results/cpu", runs("cpu"), claim), ("results/gpu", runs("cuda:0"), claim)])
+    assert len(lines) == 2 and lines[-1] == ""
+    assert lines[0].startswith("- `results/gpu` repeats `results/cpu` on IMDB: the same settings for attn_rnn and "
+                               "rnn (one unit hash each in runs.csv) on 6 shared seeds, on another device (`cuda`; "
+                               "`cpu` there).")
+    assert "not independent evidence" in lines[0]
+    # another setting for one claim arm, no shared seed, another dataset or another claim: no repeat
+    assert repeated_runs([("a", runs("cpu"), claim), ("b", runs("cpu", rnn_hash="other"), claim)]) == []
+    assert repeated_runs([("a", runs("cpu", seeds=[0, 1]), claim), ("b", runs("cpu", seeds=[2, 3]), claim)]) == []
+    assert repeated_runs([("a", runs("cpu"), claim), ("b", runs("cpu", dataset="ag_news"), claim)]) == []
+    assert repeated_runs([("a", runs("cpu"), claim), ("b", runs("cpu"), ("transformer", "rnn"))]) == []
+    same = repeated_runs([("a", runs("cpu", seeds=[0, 1, 2]), claim), ("b", runs("cpu", seeds=[2, 3]), claim)])
+    assert "on 1 shared seed, on the same device." in same[0]
+
+
+def test_a_folder_named_as_its_own_tuned_run_opens_the_report_once(tmp_path):
+    folder = RunFolder(tmp_path / "tuned")
+    folder.path.mkdir()
+    atomic_write_json(folder.config_json, config.from_dict({"budget": "full", "models": ["rnn", "attn_rnn"],
+                                                            "model": KINDS}).to_dict())
+    table = pd.DataFrame([{"family": "confirmatory", "n": 6}])
+    sources = report._answer_sources(folder.path, {folder.path: table}, TunedRun(folder.path, tmp_path / "untuned"), [])
+    assert list(sources.values()) == [folder.path]
+    assert list(sources) == [f"budget full, {config.DataConfig().max_length} tokens, every neural model tuned"]
