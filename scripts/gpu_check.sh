@@ -10,6 +10,8 @@
 #      - if TUNE_MODELS is set, the tuned run: the same config with --tune (Optuna, SEARCH's space and
 #        pruner, TUNE_TIMEOUT seconds a study, at most TUNE_TRIALS trials) for TUNE_MODELS, then the
 #        seeds of the best configuration, into ${RUN_NAME}-tuned: tuned - untuned paired on one device;
+#      Folders carried in .gpu/resume (scripts/gpu_prepare.sh RESUME=...) are copied into $WORK first, so a
+#      run or tuned run of the same name resumes them; MAIN_RUN=0 skips the run (the tuned run alone);
 #   3. python -m bench.speed --device cuda (harness against the plain loop) with the time left;
 #   4. everything packed into $OUT (the reports are rebuilt where the folders are committed).
 # Each stage runs under `timeout -s INT` (Ctrl-C for bench: finished units are saved; the stage is
@@ -33,7 +35,7 @@
 # Environment (defaults are the GPU run; scripts/gpu_dryrun.sh sets them for a CPU dry run):
 #   DEVICE=cuda  CONFIG=configs/full.toml  EPOCHS= (the config's)  DATASETS=ag_news,imdb
 #   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto  THREADS=2 (CPU threads a unit)
-#   MODELS= (the config's list; a comma list or all)  RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
+#   MAIN_RUN=1  MODELS= (the config's list; a comma list or all)  RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
 #   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (report + packing)
@@ -53,6 +55,7 @@ JOBS="${JOBS:-auto}"
 THREADS="${THREADS:-2}"
 RUN_NAME="${RUN_NAME:-full-cuda}"
 MODELS="${MODELS:-}"
+MAIN_RUN="${MAIN_RUN:-1}"
 TUNE_MODELS="${TUNE_MODELS:-}"
 SEARCH="${SEARCH:-configs/search-full.toml}"
 TUNE_TIMEOUT="${TUNE_TIMEOUT:-210}"
@@ -189,6 +192,12 @@ PY
 if [ ! -f "$DATA_DIR/imdb/train.parquet" ] && [[ "$DATASETS" == *imdb* ]]; then
     say "ERROR: no $DATA_DIR/imdb/train.parquet: run scripts/gpu_prepare.sh here and carry .gpu"
 fi
+for folder in .gpu/resume/*/; do  # results folders carried to be resumed (never over a run already here)
+    [ -d "$folder" ] || continue
+    name="$(basename "$folder")"
+    if [ -e "$WORK/$name" ]; then say "resume: $WORK/$name is already here; .gpu/resume/$name not copied"
+    else cp -a "$folder" "$WORK/$name" && say "resume: .gpu/resume/$name -> $WORK/$name"; fi
+done
 printf '%s\t%s\t%s\n' setup 0 "$(( $(date +%s) - T0 ))" >> "$STAGES"
 
 # ---------------------------------------------------------------- 2. tests, the run and the tuned run, at once
@@ -205,13 +214,15 @@ BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
 MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
                                                                      # also run every other [model.*] table in it)
 if [ -n "$TUNE_MODELS" ]; then
-    (sleep 20  # let the run encode the data into the shared cache first
+    ([ "$MAIN_RUN" = 1 ] && sleep 20  # let the run encode the data into the shared cache first
      STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$TUNED" \
         --tune --models "$TUNE_MODELS" --search "$SEARCH" --tune-timeout "$TUNE_TIMEOUT" --trials "$TUNE_TRIALS" \
         --jobs "$TUNE_JOBS") &
     PIDS+=($!)
 fi
-if stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" \
+if [ "$MAIN_RUN" != 1 ]; then
+    say "run: skipped (MAIN_RUN=$MAIN_RUN)"
+elif stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" \
         --jobs "$JOBS"; then
     if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
         stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS" \

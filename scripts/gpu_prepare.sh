@@ -3,6 +3,10 @@
 # that the device call carries: .gpu/wheels (scripts/gpu_wheels.sh) and .gpu/data/<dataset>/*.parquet.
 #
 #   bash scripts/gpu_prepare.sh        # then: device run, carry [".gpu"], command "bash scripts/gpu_check.sh"
+#   RESUME="results/full-imdb-cuda-valacc results/full-imdb-cuda-tuned" bash scripts/gpu_prepare.sh
+#                                      # also carry those results folders (.gpu/resume): gpu_check.sh resumes
+#                                      # them (units already run are kept; a tuning study goes on in optuna.db)
+# The committed results/ is itself ~64 MiB: hide it around the call with scripts/gpu_tree.sh.
 #
 # ../shared/data does not travel to the GPU machine, so the parquet files are copied into .gpu/data,
 # rewritten with zstd level 19 (IMDB 27 -> 21 MB, AG News 2.7 -> 1.4 MB; the rows, their order and
@@ -13,7 +17,7 @@
 #
 # Environment: SRC (default ../shared/data), DEST (default .gpu/data), DATASETS (default "imdb ag_news"),
 # ROWS (0 = every row; N = a random N-row sample of each split, for a dry run), ZSTD_LEVEL (19),
-# SKIP_WHEELS=1 (keep .gpu/wheels as it is), LIMIT_MIB (64).
+# SKIP_WHEELS=1 (keep .gpu/wheels as it is), LIMIT_MIB (64), RESUME (results folders to carry, default none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="${SRC:-../shared/data}"
@@ -63,7 +67,16 @@ PY
     [ -f "$SRC/$ds/SOURCE.md" ] && cp "$SRC/$ds/SOURCE.md" "$DEST/$ds/"
 done
 
-# 4. what travels: tracked and untracked-not-ignored files, plus the carried folder
+# 4. results folders to resume there (without their plots and reports, which are rebuilt here)
+rm -rf .gpu/resume
+for folder in ${RESUME:-}; do
+    [ -f "$folder/config.json" ] || { echo "gpu_prepare: $folder is no results folder (no config.json)" >&2; exit 2; }
+    mkdir -p .gpu/resume
+    cp -a "$folder" ".gpu/resume/" && rm -rf ".gpu/resume/$(basename "$folder")"/{plots,REPORT.md,.bench.lock*}
+    echo "gpu_prepare: $folder -> .gpu/resume/$(basename "$folder") ($(du -sh ".gpu/resume/$(basename "$folder")" | cut -f1))"
+done
+
+# 5. what travels: tracked and untracked-not-ignored files, plus the carried folder
 python3 - "$LIMIT_MIB" "$DEST" <<'PY'
 import os
 import subprocess
