@@ -13,7 +13,8 @@ import pandas as pd
 
 from bench.model_report import folder_learning_curves
 from bench.paired import paired_t, t_interval
-from bench.results import DATASET_TITLES, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
+from bench.results import (DATASET_TITLES, RunFolder, device_words, ok_runs, ordered_datasets, ordered_models,
+                           relative_link)
 
 FLOOR = "tfidf"
 MIN_SEEDS = 6               # issue 13: targets are means over at least this many seeds
@@ -40,7 +41,7 @@ def reference(name: str) -> float:
 ROW_COLUMNS = ["folder", "budget", "tuned", "max_length", "epochs", "dataset", "seeds", "model", "params", "n",
                "mean", "ci_low", "ci_high", "floor_n", "floor_mean", "floor_ci_low", "floor_ci_high",
                "floor_deterministic", "diff_n", "diff_mean", "diff_ci_low", "diff_ci_high", "target", "met", "misses",
-               "training"]
+               "training", "device"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def arms_rows(run_dir: Path) -> list[dict]:
                   "max_length": cfg.data.max_length, "epochs": cfg.train.epochs, "dataset": dataset,
                   "seeds": sorted(set(d["seed"])), "floor_n": len(floor), "floor_mean": float(floor.mean()),
                   "floor_ci_low": floor_lo, "floor_ci_high": floor_hi,
-                  "floor_deterministic": len(floor) > 1 and np.ptp(floor.to_numpy()) == 0}
+                  "floor_deterministic": len(floor) > 1 and np.ptp(floor.to_numpy()) == 0,
+                  "device": device_words(d, folder)}
         arms = _neural(cfg, ordered_models(d))
         if target_for(cfg.budget, dataset, "") is not None and not tuned:  # a tuned run's
             # other arms are in its untuned folder
@@ -200,7 +202,8 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
     out = [f"#### {RunFolder(first['folder']).dataset_title(first['dataset'])}, {folder_label(first)}", "",
            f"_Budget **{first['budget']}**: texts cut to {first['max_length']} tokens, at most {first['epochs']} "
            f"epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}). TF-IDF floor "
-           f"at the same truncation: {floor}% ({floor_note})._", "",
+           f"at the same truncation: {floor}% ({floor_note})."
+           + (f" Trained on {first['device']}." if first.get("device") else "") + "_", "",
            "| model | params | seeds | test acc % (95% CI) | model − floor (pp, paired, 95% CI) | target (issue 13) "
            "| verdict | how training ended |", "|---|---:|---:|---:|---:|---|---|---|"]
     for _, r in rows.iterrows():

@@ -17,7 +17,8 @@ import pandas as pd
 
 from bench.config import RUN_LABELS, UNIT_LISTS, dotted
 from bench.model_report import mean_sd, paired_diff_cell
-from bench.results import RecipePair, RunFolder, ok_runs, ordered_datasets, ordered_models, relative_link
+from bench.results import (RecipePair, RunFolder, device_words, ok_runs, ordered_datasets, ordered_models,
+                           relative_link)
 
 # settings that never change a result: what a folder holds, its labels, and the claim its statistics test
 NOT_RESULTS = (*UNIT_LISTS, *RUN_LABELS, "budget", "claim")
@@ -61,14 +62,10 @@ def device_difference(run: RunFolder, baseline: RunFolder, run_ok: pd.DataFrame,
     """("device", baseline's, run's) when the compared units ran on different devices (runs.csv's
     `device`, with the GPU's name from environment.json): no config key says it, and a CUDA unit
     also trains under bf16 autocast (`train.amp`), so it is a difference like any setting."""
-    def devices(folder: RunFolder, ok: pd.DataFrame) -> str:
-        names = sorted({str(d).split(":")[0] for d in ok.loc[ok["model"].isin(models), "device"].dropna()})
-        gpu = folder.environment().get("gpu") if "cuda" in names else None
-        return ", ".join(f"`{n}`" for n in names) + (f" ({gpu}; bf16 autocast, `train.amp`)" if gpu else "")
-
     if "device" not in run_ok or "device" not in base_ok:
         return None
-    old, new = devices(baseline, base_ok), devices(run, run_ok)
+    old = device_words(base_ok[base_ok["model"].isin(models)], baseline)
+    new = device_words(run_ok[run_ok["model"].isin(models)], run)
     return None if old == new else ("device", old, new)
 
 

@@ -125,6 +125,18 @@ def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] != OK]
 
 
+def device_words(runs: pd.DataFrame, folder: "RunFolder") -> str:
+    """The devices a set of `folder`'s unit rows trained on, from runs.csv's `device` ("cpu", "cuda:0",
+    ...), as the reports say it: `cpu`, or `cuda` with the GPU's name (its environment.json) and the
+    bf16 autocast CUDA units train under (`train.amp`). "" when no row records a device."""
+    names = sorted({str(d).split(":")[0] for d in runs.get("device", pd.Series(dtype=str)).dropna()})
+    gpu = None
+    if "cuda" in names and folder.environment_json.is_file():
+        gpu = folder.environment().get("gpu")
+    extra = f" ({gpu}; bf16 autocast, `train.amp`)" if gpu else ""
+    return ", ".join(f"`{n}`" for n in names) + extra
+
+
 DATASET_TITLES = {"imdb": "IMDB", "ag_news": "AG News"}
 FULL_TRAIN_ROWS = {"imdb": 25_000, "ag_news": 120_000}
 MODEL_ORDER = ["rnn", "attn_rnn", "transformer", "tfidf"]

@@ -304,3 +304,17 @@ def test_a_folder_named_as_its_own_tuned_run_opens_the_report_once(tmp_path):
     sources = report._answer_sources(folder.path, {folder.path: table}, TunedRun(folder.path, tmp_path / "untuned"), [])
     assert list(sources.values()) == [folder.path]
     assert list(sources) == [f"budget full, {config.DataConfig().max_length} tokens, every neural model tuned"]
+
+
+def test_each_arms_table_says_the_device_its_units_trained_on(tmp_path):
+    accs = {"rnn": [0.890] * 6, "tfidf": [0.89] * 6}
+    cpu = arms_folder(tmp_path / "cpu", "full", accs)
+    gpu = arms_folder(tmp_path / "gpu", "full", accs)
+    for path, device in ((cpu, "cpu"), (gpu, "cuda:0")):
+        runs = pd.read_csv(RunFolder(path).runs_csv)
+        runs["device"] = device
+        atomic_write_csv(RunFolder(path).runs_csv, runs)
+    atomic_write_json(RunFolder(gpu).path / "environment.json", {"gpu": "NVIDIA H100 80GB HBM3"})
+    md = arms_section([cpu, gpu])
+    assert "(deterministic: the same on all 6 seeds). Trained on `cpu`._" in md
+    assert "seeds). Trained on `cuda` (NVIDIA H100 80GB HBM3; bf16 autocast, `train.amp`)._" in md
