@@ -455,8 +455,8 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick "
         "--recipe-pair results/full-imdb-bigru results/full-imdb-strong --other results/full-imdb-cuda "
         "--recipe-pair results/full-imdb-cuda results/full-imdb-bigru --recipe-pair results/full-imdb-cuda "
-        "results/full-imdb-strong transformer --recipe-pair results/full-imdb-cuda-valacc results/full-imdb-cuda"
-        .split(" --"))
+        "results/full-imdb-strong transformer --recipe-pair results/full-imdb-cuda-valacc results/full-imdb-cuda "
+        "--recipe-pair results/full-imdb-bigru-valacc results/full-imdb-bigru".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb"]
