@@ -23,7 +23,7 @@ from bench.model_report import (folder_learning_curves, mean_sd, model_table, pa
                                 plot_gap, verdict)
 from bench.recipe_report import recipe_checks_section
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportManifest, RunFolder, TunedRun,
-                           atomic_write_text, failed_runs, load_manifest, ok_runs, relative_link)
+                           atomic_write_text, device_names, failed_runs, load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
 from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
@@ -74,8 +74,7 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
         return frozenset(ok.loc[(ok["dataset"] == dataset) & (ok["model"] == model), "config_hash"].dropna())
 
     def devices(ok: pd.DataFrame, dataset: str, models: tuple[str, str]) -> str:
-        rows = ok[(ok["dataset"] == dataset) & ok["model"].isin(models)]
-        return ", ".join(sorted({str(d).split(":")[0] for d in rows.get("device", pd.Series(dtype=str)).dropna()}))
+        return ", ".join(device_names(ok[(ok["dataset"] == dataset) & ok["model"].isin(models)]))
 
     out = []
     for j, (name, ok, models) in enumerate(folders):
@@ -95,8 +94,8 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
                            f"settings for {models[0]} and {models[1]} (one unit hash each in runs.csv) on "
                            f"{len(seeds)} shared seed{'s' if len(seeds) != 1 else ''}, {where}. Seed *k* starts from "
                            "the same split, batch order and initial weights in both, so their two rows are one "
-                           "experiment run twice, not independent evidence; where their verdicts differ, the "
-                           "difference is run-to-run noise at this number of seeds.")
+                           "experiment run twice, not independent evidence; where their verdicts differ, only the "
+                           "machines' arithmetic (rounding, nondeterministic kernels) differed between them.")
     return out + [""] if out else []
 
 

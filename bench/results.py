@@ -125,11 +125,16 @@ def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] != OK]
 
 
+def device_names(runs: pd.DataFrame) -> list[str]:
+    """The device types unit rows trained on, from runs.csv's `device` ("cpu", "cuda:0" -> "cuda")."""
+    return sorted({str(d).split(":")[0] for d in runs.get("device", pd.Series(dtype=str)).dropna()})
+
+
 def device_words(runs: pd.DataFrame, folder: "RunFolder") -> str:
-    """The devices a set of `folder`'s unit rows trained on, from runs.csv's `device` ("cpu", "cuda:0",
-    ...), as the reports say it: `cpu`, or `cuda` with the GPU's name (its environment.json) and the
-    bf16 autocast CUDA units train under (`train.amp`). "" when no row records a device."""
-    names = sorted({str(d).split(":")[0] for d in runs.get("device", pd.Series(dtype=str)).dropna()})
+    """The devices a set of `folder`'s unit rows trained on, as the reports say it: `cpu`, or `cuda`
+    with the GPU's name (its environment.json) and the bf16 autocast CUDA units train under
+    (`train.amp`). "" when no row records a device."""
+    names = device_names(runs)
     gpu = None
     if "cuda" in names and folder.environment_json.is_file():
         gpu = folder.environment().get("gpu")
