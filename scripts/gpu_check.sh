@@ -38,7 +38,7 @@
 #   MAIN_RUN=1  MODELS= (the config's list; a comma list or all)  RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
 #   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
-#   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (report + packing)
+#   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (summary + packing)
 #   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -213,6 +213,7 @@ RUN_ARGS=(--config "$CONFIG" --dataset "$DATASETS" --device "$DEVICE" --threads 
 BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
 MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
                                                                      # also run every other [model.*] table in it)
+MAIN_ARGS=("${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS")  # the run and its extra seeds
 if [ -n "$TUNE_MODELS" ]; then
     ([ "$MAIN_RUN" = 1 ] && sleep 20  # let the run encode the data into the shared cache first
      STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$TUNED" \
@@ -222,11 +223,9 @@ if [ -n "$TUNE_MODELS" ]; then
 fi
 if [ "$MAIN_RUN" != 1 ]; then
     say "run: skipped (MAIN_RUN=$MAIN_RUN)"
-elif stage run "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" \
-        --jobs "$JOBS"; then
+elif stage run "$BUDGET_S" "$PY" -m bench.run "${MAIN_ARGS[@]}" "${BASE_SEEDS[@]}"; then
     if [ -n "$EXTRA_SEEDS" ] && [ "$EXTRA_SEEDS" != none ]; then
-        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS" \
-            --seeds "$EXTRA_SEEDS"
+        stage extra-seeds "$BUDGET_S" "$PY" -m bench.run "${MAIN_ARGS[@]}" --seeds "$EXTRA_SEEDS"
     fi
 fi
 say "waiting for the stages still running"
@@ -236,7 +235,7 @@ wait "${PIDS[@]}" 2>/dev/null
 stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVICE" --config "$SPEED_CONFIG" \
     --data-dir "$DATA_DIR" --out "$OUT/speed.csv" $SPEED_ARGS
 
-# ---------------------------------------------------------------- 6. report, summary, packing
+# ---------------------------------------------------------------- 4. summary, packing
 [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null
 {
     echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - T0 ))s in all, budget ${BUDGET_S}s)"
