@@ -186,6 +186,8 @@ class TrainConfig:
                                  # not biases or LayerNorm weights (nanoGPT's rule)
     select_on: str = "val_loss"  # the validation metric early stopping and the kept epoch follow: val_loss (lowest)
                                  # or val_acc (highest; ties keep the earlier epoch)
+    pad_multiple: int = 0        # round each batch's length up to a multiple of this many tokens (0 = the longest
+                                 # text in it): fewer distinct shapes for kernels that plan per shape (CUDA attention)
 
 
 SELECT_ON = {"val_loss": "validation loss", "val_acc": "validation accuracy"}  # train.select_on's choices, in words
@@ -273,7 +275,7 @@ class Config:
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
-               TrainConfig: ("decay_all", "select_on")}
+               TrainConfig: ("decay_all", "select_on", "pad_multiple")}
 
 
 def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -411,7 +413,7 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'data.train_subset' must be >= 0, got {d.train_subset}")
     for key in ("epochs", "batch_size", "eval_batch_size", "lr", "bucket_chunk"):
         _positive(f"train.{key}", getattr(t, key))
-    for key in ("weight_decay", "grad_clip", "patience", "threads"):
+    for key in ("weight_decay", "grad_clip", "patience", "threads", "pad_multiple"):
         if getattr(t, key) < 0:
             raise BenchError(f"config key 'train.{key}' must be >= 0, got {getattr(t, key)}")
     if t.lr_schedule not in ("none", "linear", "cosine"):

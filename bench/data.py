@@ -396,12 +396,15 @@ def _encode_and_cache(dataset: str, cfg: DataConfig, data_dir: Path | None, src:
 
 
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                    chunk: int = 50) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+                    chunk: int = 50, pad_multiple: int = 0
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Length-bucketed batches: (ids[B, L], lengths, labels, positions in split).
 
     Training: a seeded shuffle, then each chunk of `chunk` batches is sorted by length, cut
     into batches, and the batch order is shuffled again, so batches stay random but hold texts
     of similar length. Evaluation: one global length sort (padding is nearly zero).
+    `pad_multiple` > 1 rounds each batch's width up to a multiple of it (at most the encoded
+    width), so a split meets a few dozen shapes instead of one per distinct length.
     """
     n = len(split)
     if shuffle:
@@ -417,4 +420,6 @@ def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, seed: int =
         batches = [batches[i] for i in rng.permutation(len(batches))]
     for idx in batches:
         longest = int(split.lengths[idx].max())
+        if pad_multiple > 1:
+            longest = min(-(-longest // pad_multiple) * pad_multiple, split.ids.shape[1])
         yield split.ids[idx, :longest], split.lengths[idx], split.labels[idx], idx

@@ -215,7 +215,7 @@ def harness_eval(model: torch.nn.Module, split: Split, cfg: Config, device: torc
     model.to(device)
     _reset_peak_memory(device)
     start = time.perf_counter()
-    evaluate(model, split, device, cfg.train.eval_batch_size, cfg.train.amp)
+    evaluate(model, split, device, cfg.train.eval_batch_size, cfg.train.amp, cfg.train.pad_multiple)
     _sync(device)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_mb": _peak_memory_mb(device)}
@@ -230,7 +230,8 @@ LOOPS: dict[str, tuple[Callable[..., Measurement], Callable[..., Measurement]]] 
 def harness_positions(split: Split, cfg: Config, seed: int) -> int:
     """Token positions (real + padding) the harness's training batches hold in fit's first epoch."""
     return sum(ids.size for ids, *_ in iterate_batches(split, cfg.train.batch_size, shuffle=True, seed=seed,
-                                                        epoch=1, chunk=cfg.train.bucket_chunk))
+                                                        epoch=1, chunk=cfg.train.bucket_chunk,
+                                                        pad_multiple=cfg.train.pad_multiple))
 
 
 def count_train_flops(model: torch.nn.Module, split: Split, cfg: Config, device: torch.device, *,
@@ -258,7 +259,8 @@ def count_train_flops(model: torch.nn.Module, split: Split, cfg: Config, device:
         per = step(split.ids[:n].astype(np.int64), split.lengths[:n], split.labels[:n])
         return per * len(split) / n
     return sum(step(ids, lengths, labels) for ids, lengths, labels, _ in
-               iterate_batches(split, bs, shuffle=True, seed=seed, epoch=1, chunk=cfg.train.bucket_chunk))
+               iterate_batches(split, bs, shuffle=True, seed=seed, epoch=1, chunk=cfg.train.bucket_chunk,
+                               pad_multiple=cfg.train.pad_multiple))
 
 
 # ---------------------------------------------------------------- one model

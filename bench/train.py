@@ -116,12 +116,12 @@ def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int,
-             amp: bool = True) -> EvalResult:
+             amp: bool = True, pad_multiple: int = 0) -> EvalResult:
     """Mean cross-entropy, accuracy and class probabilities over a whole split."""
     model.eval()
     probs = None
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    for ids, lengths, labels, idx in iterate_batches(split, batch_size, shuffle=False):
+    for ids, lengths, labels, idx in iterate_batches(split, batch_size, shuffle=False, pad_multiple=pad_multiple):
         y = _to_device(labels, device)
         with autocast(device, amp):
             logits = model(_to_device(ids, device), _to_device(lengths, device)).float()
@@ -165,7 +165,7 @@ class _EpochTrainer:
         tokens = 0
         start = time.perf_counter()
         batches = iterate_batches(self.data.train, cfg.batch_size, shuffle=True, seed=self.seed, epoch=epoch,
-                                  chunk=cfg.bucket_chunk)
+                                  chunk=cfg.bucket_chunk, pad_multiple=cfg.pad_multiple)
         for ids, lengths, labels, _ in tqdm(batches, total=math.ceil(len(self.data.train) / cfg.batch_size),
                                             leave=False, disable=None, desc=f"{self.desc} epoch {epoch}"):
             y = _to_device(labels, device)
@@ -208,8 +208,8 @@ def fit(model: torch.nn.Module, data: EncodedData, cfg: TrainConfig, *, device: 
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
         # 2. measure: validation, and the eval-mode train subset for the overfitting gap
-        val = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
-        tr_eval = evaluate(model, data.train_eval, device, cfg.eval_batch_size, cfg.amp)
+        val = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp, cfg.pad_multiple)
+        tr_eval = evaluate(model, data.train_eval, device, cfg.eval_batch_size, cfg.amp, cfg.pad_multiple)
         result.train_seconds += seconds
         result.train_tokens += tokens
         record = EpochRecord(epoch=epoch, train_loss=train_loss, train_acc=train_acc, train_eval_loss=tr_eval.loss,

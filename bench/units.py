@@ -42,7 +42,7 @@ def fit_unit(cfg: Config, data, model_name: str, seed: int, device, desc: str):
     model, train_cfg = build_for_unit(cfg, model_name, data, seeds.init)
     log.info("%s: %s parameters", desc, f"{count_parameters(model):,}")
     fitted = fit(model, data, train_cfg, device=device, seed=seeds.init, order_seed=seeds.order, desc=desc)
-    test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp)
+    test = evaluate(model, data.test, device, cfg.train.eval_batch_size, cfg.train.amp, cfg.train.pad_multiple)
     return fitted, test, count_parameters(model), model
 
 

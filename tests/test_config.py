@@ -43,6 +43,7 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nattention_dropout = 1.0\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
     ("[model.rnn]\nattention_dropout = -0.5\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
+    ("[model.rnn]\n[train]\npad_multiple = -16\n", "'train.pad_multiple' must be >= 0, got -16"),
     ("x = [\n", "not valid TOML"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, text, message):

@@ -105,6 +105,23 @@ def test_bucketed_batches_cover_each_example_once_and_cut_padding():
     assert order(1, 1) == order(1, 1) and order(1, 1) != order(1, 2)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_pad_multiple_rounds_batch_widths_up_and_keeps_the_batches(shuffle):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000)
+    ids = np.where(np.arange(200)[None, :] < lengths[:, None], 5, PAD_ID).astype(np.int32)
+    split = Split(ids, lengths, rng.integers(0, 2, size=1000), np.arange(1000))
+    plain = list(iterate_batches(split, 32, shuffle=shuffle, seed=1, epoch=1, chunk=10))
+    rounded = list(iterate_batches(split, 32, shuffle=shuffle, seed=1, epoch=1, chunk=10, pad_multiple=64))
+    assert len({b[0].shape[1] for b in plain}) > 10  # one width per distinct longest length ...
+    widths = {b[0].shape[1] for b in rounded}
+    assert widths <= {64, 128, 192, 200}  # ... against multiples of 64, capped at the encoded width
+    for (p_ids, p_len, _, p_idx), (r_ids, r_len, _, r_idx) in zip(plain, rounded, strict=True):
+        np.testing.assert_array_equal(p_idx, r_idx)  # the same texts in the same order
+        np.testing.assert_array_equal(r_ids[:, :p_ids.shape[1]], p_ids)
+        assert (r_ids[:, p_ids.shape[1]:] == PAD_ID).all() and r_ids.shape[1] - p_ids.shape[1] < 64
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "imdb" / "train.parquet").exists(), reason="../shared/data/imdb absent")
 def test_real_imdb_loads_offline(tmp_path):
     cfg = DataConfig(vocab_size=5000, max_length=64, train_subset=2000, train_eval_size=200)

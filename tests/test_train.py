@@ -174,3 +174,13 @@ def test_a_models_own_schedule_drives_the_fit(keyword_data):
         lrs[schedule] = [r.lr for r in result.history]
     assert lrs[""] == [1e-2, 1e-2]  # "" falls back to train's constant lr
     assert lrs["linear"][0] < 1e-2 and lrs["linear"][-1] == 0.0
+
+
+@pytest.mark.parametrize("name", ["rnn", "transformer"])
+def test_pad_multiple_trains_the_same_model_up_to_float_rounding(keyword_data, name):
+    """Rounding batch widths up only adds masked padding: the losses of every epoch agree."""
+    _, plain = _train(keyword_data, name, epochs=2)
+    _, rounded = _train(keyword_data, name, epochs=2, pad_multiple=16)
+    for a, b in zip(plain.history, rounded.history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.val_loss == pytest.approx(a.val_loss, rel=1e-4)
