@@ -268,11 +268,12 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
             log.info("trial %d pruned before training: %s", trial.number, exc)
             raise exc
 
-        # 3. train, reporting validation accuracy after every epoch to the pruner
+        # 3. train, reporting validation accuracy after every epoch to the pruner; never pruned after
+        # the last epoch: nothing is left to save, and a pruned trial's value would be thrown away
         def on_epoch(epoch: int, record) -> None:
             trial.set_user_attr("epochs_run", epoch)
             trial.report(record.val_acc, epoch)
-            if trial.should_prune():
+            if epoch < epochs and trial.should_prune():
                 raise _prune(trial, f"pruned by the {st.pruner} pruner after epoch {epoch} "
                                     f"(val acc {record.val_acc:.4f})")
 

@@ -195,6 +195,24 @@ def test_nan_trial_fails_cleanly_and_the_study_continues(tmp_path, tiny_config, 
     assert tune.study_name(cfg, "imdb", "rnn", other) != tune.study_name(cfg, "imdb", "rnn", search)
 
 
+@pytest.mark.parametrize("epochs, state, epochs_run", [(2, "PRUNED", 1), (1, "COMPLETE", 1)])
+def test_a_trial_is_pruned_between_epochs_but_never_after_its_last(tmp_path, tiny_config, keyword_dir, monkeypatch,
+                                                                    epochs, state, epochs_run):
+    """A pruner that always says prune: trials stop after epoch 1 of 2, but a trial that has run its
+    last epoch keeps its value (pruning it then saves nothing and throws the value away)."""
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    search = _search(trials=2, epochs=epochs, train_subset=600)
+    if state == "PRUNED":  # every trial pruned: no best configuration, said in one line
+        with pytest.raises(BenchError, match="has no completed trial yet"):
+            tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
+    else:
+        tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert list(frame["state"]) == [state] * 2 and list(frame["epochs_run"]) == [epochs_run] * 2
+    assert frame["value"].notna().all() == (state == "COMPLETE")
+
+
 # ----------------------------------------------------------------------------- SQLite resume
 
 def test_sqlite_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path, tiny_config, keyword_dir, search_file):
