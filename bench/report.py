@@ -378,8 +378,8 @@ def _tuned_vs_untuned_rows(ok: pd.DataFrame, base_ok: pd.DataFrame, cfg) -> list
 def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.DataFrame,
                   main_dir: Path | None = None) -> str:
     """A tuned run beside its untuned one (`base_dir`): each model at its own tuned best, the paired
-    tuned − untuned difference per model, the tuned run's statistics and its tuning studies. When
-    `base_dir` is not the report's main run (`main_dir`), the heading names the budget and folder."""
+    tuned − untuned difference per model, the tuned run's statistics and its tuning studies. The
+    heading names the budget and folder (several tuned runs can stand against the same main run)."""
     folder = RunFolder(tuned_dir)
     runs, _ = folder.read_tables()
     base, _ = RunFolder(base_dir).read_tables()
@@ -388,7 +388,7 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.D
     of_main = main_dir is None or _same(base_dir, main_dir)
     rel_tuned, rel_base = relative_link(tuned_dir, Path.cwd()), relative_link(base_dir, Path.cwd())
     untuned = "the untuned run above" if of_main else f"the untuned run `{rel_base}`"
-    out = ["## Tuned models" + ("" if of_main else f": budget {cfg.budget} (`{rel_tuned}`)"), "",
+    out = [f"## Tuned models: budget {cfg.budget} (`{rel_tuned}`)", "",  # named: a report can hold several
            f"_From `{rel_tuned}`: the same data and training settings as budget "
            f"**{cfg.budget}** (texts cut to {cfg.data.max_length} tokens, at most {cfg.train.epochs} epochs, early "
            f"stopping on validation loss), but the own hyper-parameters of {', '.join(folder.tuned_models()) or 'no model'} "
