@@ -87,11 +87,16 @@ def test_missing_folder_split_and_non_parquet_file(tmp_path):
         prepare("imdb", CFG, tmp_path, tmp_path / "cache")
 
 
-def test_bucketed_batches_cover_each_example_once_and_cut_padding():
+def _random_split() -> Split:
+    """1,000 texts of 1-199 tokens, padded to 200."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, size=1000)
     ids = np.where(np.arange(200)[None, :] < lengths[:, None], 5, PAD_ID).astype(np.int32)
-    split = Split(ids, lengths, rng.integers(0, 2, size=1000), np.arange(1000))
+    return Split(ids, lengths, rng.integers(0, 2, size=1000), np.arange(1000))
+
+
+def test_bucketed_batches_cover_each_example_once_and_cut_padding():
+    split = _random_split()
     seen, padded = [], 0
     for b_ids, b_len, b_lab, idx in iterate_batches(split, 32, shuffle=True, seed=1, epoch=1, chunk=10):
         assert b_ids.shape == (len(idx), b_len.max())
@@ -107,10 +112,7 @@ def test_bucketed_batches_cover_each_example_once_and_cut_padding():
 
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_pad_multiple_rounds_batch_widths_up_and_keeps_the_batches(shuffle):
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 200, size=1000)
-    ids = np.where(np.arange(200)[None, :] < lengths[:, None], 5, PAD_ID).astype(np.int32)
-    split = Split(ids, lengths, rng.integers(0, 2, size=1000), np.arange(1000))
+    split = _random_split()
     plain = list(iterate_batches(split, 32, shuffle=shuffle, seed=1, epoch=1, chunk=10))
     rounded = list(iterate_batches(split, 32, shuffle=shuffle, seed=1, epoch=1, chunk=10, pad_multiple=64))
     assert len({b[0].shape[1] for b in plain}) > 10  # one width per distinct longest length ...

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import optuna
@@ -203,10 +204,9 @@ def test_a_trial_is_pruned_between_epochs_but_never_after_its_last(tmp_path, tin
     cfg, data = _data(tiny_config, keyword_dir, tmp_path)
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
     search = _search(trials=2, epochs=epochs, train_subset=600)
-    if state == "PRUNED":  # every trial pruned: no best configuration, said in one line
-        with pytest.raises(BenchError, match="has no completed trial yet"):
-            tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
-    else:
+    # every trial pruned: no best configuration, said in one line
+    outcome = pytest.raises(BenchError, match="has no completed trial yet") if state == "PRUNED" else nullcontext()
+    with outcome:
         tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
     frame = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert list(frame["state"]) == [state] * 2 and list(frame["epochs_run"]) == [epochs_run] * 2
