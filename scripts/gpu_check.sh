@@ -27,7 +27,7 @@
 #   summary.txt                    machine, versions, per-stage exit codes and seconds, per-model means
 #   speed.csv                      bench.speed's CSV (tokens/s, harness/plain ratios, memory, GFLOP/s)
 #   $RUN_NAME.tar.gz               the run folder (runs.csv, epochs.csv, units/, predictions/, ...)
-#   $RUN_NAME-tuned.tar.gz         the tuned run folder (also optuna.db, trials.csv, tuning.json), if any
+#   $TUNED_NAME.tar.gz             the tuned run folder (also optuna.db, trials.csv, tuning.json), if any
 #   logs.tar.gz                    per-stage logs, pytest junit XML, nvidia-smi samples every 5 s
 # Unpack with: tar -C results -xzf $RUN_NAME.tar.gz (a folder over 16 MiB packed would not come back:
 # IMDB's full budget with 6 seeds is ~2 MiB packed)
@@ -36,7 +36,9 @@
 #   DEVICE=cuda  CONFIG=configs/full.toml  EPOCHS= (the config's)  DATASETS=ag_news,imdb
 #   SEEDS= (the config's)  EXTRA_SEEDS=5,6,7,8,9 (none: skip)  JOBS=auto  THREADS=2 (CPU threads a unit)
 #   MAIN_RUN=1  MODELS= (the config's list; a comma list or all)  RUN_NAME=full-cuda  TUNE_MODELS= (none: no tuned run)  SEARCH=configs/search-full.toml
-#   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS
+#   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS  TUNE_CONFIG=$CONFIG  TUNED_NAME=$RUN_NAME-tuned
+#   TUNE_SKIP=0 (1: no new trials; the tuned run's seed stage alone, from the best trials in its optuna.db,
+#               e.g. a study resumed from .gpu/resume whose seeds never ran: bench.run --skip-tune)
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (summary + packing)
 #   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
@@ -61,6 +63,9 @@ SEARCH="${SEARCH:-configs/search-full.toml}"
 TUNE_TIMEOUT="${TUNE_TIMEOUT:-210}"
 TUNE_TRIALS="${TUNE_TRIALS:-40}"
 TUNE_JOBS="${TUNE_JOBS:-$JOBS}"
+TUNE_CONFIG="${TUNE_CONFIG:-$CONFIG}"
+TUNED_NAME="${TUNED_NAME:-$RUN_NAME-tuned}"
+TUNE_SKIP="${TUNE_SKIP:-0}"
 DATA_DIR="${DATA_DIR:-.gpu/data}"
 WHEEL_DIR="${WHEEL_DIR:-.gpu/wheels}"
 WORK="${WORK:-/tmp/gpu_check}"
@@ -77,7 +82,7 @@ RUN_TESTS="${RUN_TESTS:-1}"
 mkdir -p "$OUT" "$WORK/logs" && OUT="$(cd "$OUT" && pwd)" && WORK="$(cd "$WORK" && pwd)"
 DATA_DIR="$(cd "$DATA_DIR" 2>/dev/null && pwd || echo "$DATA_DIR")"
 RUN="$WORK/$RUN_NAME"
-TUNED="$WORK/$RUN_NAME-tuned"
+TUNED="$WORK/$TUNED_NAME"
 STAGES="$WORK/stages.tsv"
 : > "$STAGES"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
@@ -207,17 +212,19 @@ if [ "$RUN_TESTS" = 1 ]; then
         -rs --junitxml="$WORK/logs/pytest-cuda.xml" &
     PIDS+=($!)
 fi
-RUN_ARGS=(--config "$CONFIG" --dataset "$DATASETS" --device "$DEVICE" --threads "$THREADS"
-          --data-dir "$DATA_DIR" --report none)
-[ -n "$EPOCHS" ] && RUN_ARGS+=(--epochs "$EPOCHS")
+COMMON_ARGS=(--dataset "$DATASETS" --device "$DEVICE" --threads "$THREADS" --data-dir "$DATA_DIR" --report none)
+[ -n "$EPOCHS" ] && COMMON_ARGS+=(--epochs "$EPOCHS")
+RUN_ARGS=(--config "$CONFIG" "${COMMON_ARGS[@]}")
+TUNE_ARGS=(--tune --tune-timeout "$TUNE_TIMEOUT" --trials "$TUNE_TRIALS")
+[ "$TUNE_SKIP" = 1 ] && TUNE_ARGS=(--skip-tune)
 BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
 MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
                                                                      # also run every other [model.*] table in it)
 MAIN_ARGS=("${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS")  # the run and its extra seeds
 if [ -n "$TUNE_MODELS" ]; then
     ([ "$MAIN_RUN" = 1 ] && sleep 20  # let the run encode the data into the shared cache first
-     STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run "${RUN_ARGS[@]}" "${BASE_SEEDS[@]}" --out "$TUNED" \
-        --tune --models "$TUNE_MODELS" --search "$SEARCH" --tune-timeout "$TUNE_TIMEOUT" --trials "$TUNE_TRIALS" \
+     STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run --config "$TUNE_CONFIG" "${COMMON_ARGS[@]}" \
+        "${BASE_SEEDS[@]}" --out "$TUNED" "${TUNE_ARGS[@]}" --models "$TUNE_MODELS" --search "$SEARCH" \
         --jobs "$TUNE_JOBS") &
     PIDS+=($!)
 fi
@@ -241,7 +248,8 @@ stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVI
     echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - T0 ))s in all, budget ${BUDGET_S}s)"
     echo "commit (from gpu_prepare.sh): $(tr '\n' ' ' < .gpu/GIT_SHA 2>/dev/null || echo unknown)"
     echo "device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS jobs=$JOBS epochs=${EPOCHS:-config}" \
-        "run=$RUN_NAME tune_models=${TUNE_MODELS:-none} search=$SEARCH tune_timeout=$TUNE_TIMEOUT trials=$TUNE_TRIALS"
+        "run=$RUN_NAME tune_models=${TUNE_MODELS:-none} tuned=$TUNED_NAME tune_config=$TUNE_CONFIG skip=$TUNE_SKIP" \
+        "search=$SEARCH tune_timeout=$TUNE_TIMEOUT trials=$TUNE_TRIALS"
     echo; echo "stage	exit	seconds  (124 = timed out, units finished before it are kept)"; cat "$STAGES"
     echo; cat "$WORK/logs/environment.txt" 2>/dev/null
     echo; grep -h "passed\|failed\|skipped\|error" "$WORK/logs/cuda-tests.log" 2>/dev/null | tail -3
