@@ -39,7 +39,7 @@ def reference(name: str) -> float:
     return next(acc for line, acc, _ in REFERENCE_LINES if line == name)
 
 ROW_COLUMNS = ["folder", "budget", "tuned", "max_length", "epochs", "dataset", "seeds", "model", "params", "n",
-               "mean", "ci_low", "ci_high", "floor_n", "floor_mean", "floor_ci_low", "floor_ci_high",
+               "mean", "ci_low", "ci_high", "floor_folder", "floor_n", "floor_mean", "floor_ci_low", "floor_ci_high",
                "floor_deterministic", "diff_n", "diff_mean", "diff_ci_low", "diff_ci_high", "target", "met", "misses",
                "training", "device"]
 
@@ -125,21 +125,41 @@ def _arm(acc: pd.Series, floor: pd.Series, params: float, target: Target | None)
             "met": target is not None and not misses, "misses": misses}
 
 
-def arms_rows(run_dir: Path) -> list[dict]:
-    """One row per dataset × neural model of a folder holding the floor: mean and t-interval over
-    ok seeds, the floor, the paired model − floor difference, and the target's verdict. An arm a
-    target names but the folder lacks gets a row too (missed: not run)."""
+def _floor(run_dir: Path, dataset: str) -> pd.Series:
+    """A folder's TF-IDF test accuracies on a dataset, indexed by seed (empty: not run there)."""
+    ok = ok_runs(RunFolder(run_dir).read_tables()[0])
+    return ok[(ok["dataset"] == dataset) & (ok["model"] == FLOOR)].set_index("seed")["test_acc"].dropna()
+
+
+def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str) -> pd.Series:
+    """The floor of `floor_dir` (a tuned run's untuned folder) for a folder that did not run it, when both
+    folders read the same texts the same way (equal `data` settings and varied sources, so seed k has the
+    same split and truncation in both); else empty. TF-IDF is not tuned, so its units would be the same."""
+    mine, theirs = RunFolder(run_dir).stored_config(), RunFolder(floor_dir).stored_config()
+    if mine.data != theirs.data or sorted(mine.vary) != sorted(theirs.vary):
+        return pd.Series(dtype=float)
+    return _floor(floor_dir, dataset)
+
+
+def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
+    """One row per dataset × neural model of a folder holding the floor (or, for a tuned run that did not
+    run it, borrowing its untuned folder's: `floor_dir`): mean and t-interval over ok seeds, the floor, the
+    paired model − floor difference, and the target's verdict. An arm a target names but the folder lacks
+    gets a row too (missed: not run)."""
     folder = RunFolder(run_dir)
     ok = ok_runs(folder.read_tables()[0])
     cfg, tuned = folder.stored_config(), folder.tuned_models()
     rows = []
     for dataset in ordered_datasets(ok):
         d = ok[ok["dataset"] == dataset]
-        floor = d[d["model"] == FLOOR].set_index("seed")["test_acc"].dropna()
+        floor, floor_from = _floor(run_dir, dataset), ""
+        if floor.empty and floor_dir is not None:
+            floor, floor_from = borrowed_floor(run_dir, floor_dir, dataset), floor_dir
         if floor.empty:
             continue
         floor_lo, floor_hi = t_interval(floor)
-        common = {"folder": run_dir, "budget": cfg.budget, "tuned": tuned_words(folder) if tuned else "",
+        common = {"folder": run_dir, "floor_folder": floor_from, "budget": cfg.budget,
+                  "tuned": tuned_words(folder) if tuned else "",
                   "max_length": cfg.data.max_length, "epochs": cfg.train.epochs, "dataset": dataset,
                   "seeds": sorted(set(d["seed"])), "floor_n": len(floor), "floor_mean": float(floor.mean()),
                   "floor_ci_low": floor_lo, "floor_ci_high": floor_hi,
@@ -159,13 +179,15 @@ def arms_rows(run_dir: Path) -> list[dict]:
     return rows
 
 
-def arms_table(folders: list[Path]) -> pd.DataFrame:
-    """`arms_rows` of every folder that holds the floor, each folder once, in the order given."""
+def arms_table(folders: list[Path], floors: dict[Path, Path] | None = None) -> pd.DataFrame:
+    """`arms_rows` of every folder that holds the floor, or borrows it (`floors`: a tuned run's folder →
+    its untuned folder), each folder once, in the order given."""
     seen, rows = set(), []
+    borrow = {Path(k).resolve(): Path(v) for k, v in (floors or {}).items()}
     for f in folders:
         if Path(f).resolve() not in seen:
             seen.add(Path(f).resolve())
-            rows += arms_rows(Path(f))
+            rows += arms_rows(Path(f), borrow.get(Path(f).resolve()))
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
@@ -199,6 +221,9 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
     floor_note = (f"deterministic: the same on all {n_floor} seeds" if first["floor_deterministic"]
                   else f"{n_floor} seed{'s' if n_floor != 1 else ''}")
     floor = _pct(first["floor_mean"], first["floor_ci_low"], first["floor_ci_high"])
+    if first["floor_folder"]:
+        floor_note += (f"; run in `{relative_link(first['floor_folder'], Path.cwd())}`, the untuned run this "
+                       "folder pairs with: same data settings and seeds, and TF-IDF is not tuned")
     out = [f"#### {RunFolder(first['folder']).dataset_title(first['dataset'])}, {folder_label(first)}", "",
            f"_Budget **{first['budget']}**: texts cut to {first['max_length']} tokens, at most {first['epochs']} "
            f"epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}). TF-IDF floor "
@@ -266,11 +291,11 @@ def summary_paragraph(table: pd.DataFrame) -> str:
     return text
 
 
-def arms_section(folders: list[Path], report_dir: Path | None = None) -> str:
-    """The section's markdown for every folder that holds the TF-IDF floor ('' when none does), with
-    links relative to `report_dir` (default: the working folder)."""
+def arms_section(folders: list[Path], report_dir: Path | None = None, floors: dict[Path, Path] | None = None) -> str:
+    """The section's markdown for every folder that holds the TF-IDF floor, or borrows it (`floors`, see
+    `arms_table`; '' when none does), with links relative to `report_dir` (default: the working folder)."""
     report_dir = Path.cwd() if report_dir is None else report_dir
-    table = arms_table(folders)
+    table = arms_table(folders, floors)
     if table.empty:
         return ""
     out = ["## Are the arms strong enough?", "",

@@ -239,7 +239,9 @@ def dataset_lines(folder: RunFolder, report_dir: Path, runs: pd.DataFrame, epoch
         plot_gap(ok_runs(r), dataset, gap, title)
         out += [f"![{title} learning curves]({relative_link(curves, report_dir)})", "",
                 f"![{title} overfitting gap]({relative_link(gap, report_dir)})", ""]
-    out += [f"### Per-seed differences on {title}", "", verdict(r, dataset), ""]
+    differences = verdict(r, dataset)
+    if differences:
+        out += [f"### Per-seed differences on {title}", "", differences, ""]
     attention = attention_section(folder.path, report_dir, dataset)
     if attention:
         out += [attention]
@@ -282,8 +284,9 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
         "",
         *answer_section(_answer_sources(run_dir, tables, tuned, others), tables),
     ]
-    arms = arms_section([run_dir, *(p for t in tuned_runs(tuned, run_dir) for p in t.folders), *others],
-                        report_dir)
+    tuned_list = tuned_runs(tuned, run_dir)
+    arms = arms_section([run_dir, *(p for t in tuned_list for p in t.folders), *others], report_dir,
+                        floors={t.run: t.untuned or run_dir for t in tuned_list})
     if arms:
         out += [arms, ""]
     # 2. how the run was made
@@ -407,7 +410,8 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.D
                 "| model | seeds | untuned test acc % | tuned test acc % | Δ (pp, 95% CI) | p (paired t) | "
                 "untuned gap (pp) | tuned gap (pp) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         out += _tuned_vs_untuned_rows(ok, ok_runs(base[base["dataset"] == dataset]), cfg)
-        out += ["", f"#### Per-seed differences on {title} (tuned)", "", verdict(r, dataset), ""]
+        differences = verdict(r, dataset)  # '' for a folder of one tuned model: nothing to pair it with
+        out += [""] + ([f"#### Per-seed differences on {title} (tuned)", "", differences, ""] if differences else [])
     out += [_demote(statistics_section(tuned_dir, report_dir, table)), ""]
     tuning = tuning_section(tuned_dir, report_dir)
     if tuning:

@@ -595,7 +595,11 @@ def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_dat
 
 
 def record_invocation(plan: Plan, wall_seconds: float) -> None:
-    """Add this invocation's wall time and parallelism to environment.json."""
+    """Add this invocation's wall time and parallelism to environment.json. An invocation that did
+    nothing (every unit already finished, no tuning) leaves it alone: it describes the machines that made
+    the results, and a no-op rerun elsewhere (a GPU folder resumed on a CPU) must not replace that record."""
+    if plan.units_run == 0 and plan.env is not None and plan.folder.environment_json.is_file():
+        return
     plan.write_environment()
     env = plan.folder.environment()
     this = {"wall_seconds": round(wall_seconds, 1), "units_run": plan.units_run, "jobs": plan.cfg.jobs or "auto",

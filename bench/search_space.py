@@ -29,6 +29,8 @@ class TuneSettings:
     timeout_s: float = 0.0
     pruner: str = "median"
     param_cap: int = 2_500_000
+    param_floor: int = 0       # fewer trainable parameters: pruned before training (0: none), so tuned arms stay
+                               # within a band of one another instead of only under the cap
     train_subset: int = 0
     epochs: int = 3
     sampler_seed: int = 0
@@ -148,7 +150,10 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
     for key in ("trials", "param_cap", "heartbeat_s", "grace_s", "startup_trials"):
         if getattr(st, key) <= 0:
             raise BenchError(f"search key 'settings.{key}' must be positive, got {getattr(st, key)}")
-    for key in ("timeout_s", "train_subset", "epochs", "max_retry", "sampler_seed"):
+    if st.param_floor >= st.param_cap:
+        raise BenchError(f"search key 'settings.param_floor' ({st.param_floor:,}) must be below settings.param_cap "
+                         f"({st.param_cap:,})")
+    for key in ("timeout_s", "param_floor", "train_subset", "epochs", "max_retry", "sampler_seed"):
         if getattr(st, key) < 0:
             raise BenchError(f"search key 'settings.{key}' must be >= 0, got {getattr(st, key)}")
     if st.pruner not in PRUNERS:

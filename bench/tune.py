@@ -149,6 +149,8 @@ def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) 
     st = dataclasses.asdict(search.settings)
     for key in ("trials", "timeout_s", "heartbeat_s", "grace_s", "max_retry"):
         st.pop(key)  # these bound or run a study; they do not change what a trial measures
+    if not st["param_floor"]:
+        st.pop("param_floor")  # added later: without a floor, a study keeps the name it had before
     blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
             "train": hashed_fields(cfg.train), "model": hashed_fields(cfg.model[model_name])}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -259,12 +261,13 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
         except BenchError as exc:
             raise _prune(trial, f"invalid configuration: {exc}") from None
         tcfg.train.epochs = epochs
-        # 2. build; a model over the parameter cap is pruned before training
+        # 2. build; a model over the parameter cap (or under the floor) is pruned before training
         model, train_cfg = build_for_unit(tcfg, model_name, data, seed)
         n_params = count_parameters(model)
         trial.set_user_attr("params_count", n_params)
-        if n_params > st.param_cap:
-            exc = _prune(trial, f"{n_params:,} parameters exceed the cap of {st.param_cap:,}")
+        if n_params > st.param_cap or n_params < st.param_floor:
+            exc = _prune(trial, f"{n_params:,} parameters exceed the cap of {st.param_cap:,}" if n_params > st.param_cap
+                         else f"{n_params:,} parameters fall under the floor of {st.param_floor:,}")
             log.info("trial %d pruned before training: %s", trial.number, exc)
             raise exc
 
@@ -435,6 +438,7 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
         pass
     return {"study": study.study_name, "storage": masked(storage_url), "dataset": data.dataset, "model": model_name,
             "trials_requested": n_trials, "pruner": st.pruner, "param_cap": st.param_cap,
+            "param_floor": st.param_floor,
             "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
             "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
             "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,

@@ -138,7 +138,8 @@ def _study_lines(s: dict[str, Any], f) -> list[str]:
     """The study's bullet points: trial counts by outcome, workers and time, cap, pruner and data."""
     counts = f["state"].value_counts()
     reasons = f["reason"].fillna("")
-    capped = int(reasons.str.contains("exceed the cap").sum())
+    capped = int(reasons.str.contains("exceed the cap|under the floor").sum())
+    floor = s.get("param_floor") or 0  # absent in studies made before the floor existed
     stale = int(((f["state"] == "FAIL") & reasons.str.startswith("worker stopped")).sum())
     surplus = int(reasons.str.startswith("surplus").sum())
     failed = int(counts.get("FAIL", 0)) - stale - surplus
@@ -152,10 +153,13 @@ def _study_lines(s: dict[str, Any], f) -> list[str]:
     return [f"### {s['dataset']} / {s['model']}", "",
             f"- Study `{s['study']}`: {s['trials_requested']} trials requested{short}; "
             f"{int(counts.get('COMPLETE', 0))} complete, {int(counts.get('PRUNED', 0))} pruned "
-            f"({capped} over the parameter cap before training), {failed} failed"
+            f"({capped} {'outside the parameter band' if floor else 'over the parameter cap'} before training), "
+            f"{failed} failed"
             + (f", {stale} lost to a stopped worker and retried" if stale else "")
             + f"; {workers} worker process{'es' if workers != 1 else ''}, {hours:.2f} h of trial time.",
-            f"- Parameter cap **{s['param_cap']:,}** trainable parameters; {s['pruner']} pruner on "
+            f"- Parameter cap **{s['param_cap']:,}** trainable parameters"
+            + (f", floor **{floor:,}** (a tuned arm stays within that band)" if floor else "")
+            + f"; {s['pruner']} pruner on "
             f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
             f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
 

@@ -236,7 +236,9 @@ elif stage run "$BUDGET_S" "$PY" -m bench.run "${MAIN_ARGS[@]}" "${BASE_SEEDS[@]
     fi
 fi
 say "waiting for the stages still running"
-wait "${PIDS[@]}" 2>/dev/null
+# only the stages' own PIDs: a bare `wait` (no stage beside the run: no tests, no tuned run) would also wait
+# for the nvidia-smi sampler and the transcript's tee, which never end, until the device call's limit
+[ "${#PIDS[@]}" -gt 0 ] && wait "${PIDS[@]}" 2>/dev/null
 
 # ---------------------------------------------------------------- 3. speed, with the time left
 stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVICE" --config "$SPEED_CONFIG" \

@@ -451,15 +451,18 @@ def test_the_repository_manifest_states_todays_report_command():
         "--ablation results/ablation --other "
         "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
         "results/full-ag --tuned results/quick-ag-tuned --tuned results/quick-imdb-tuned "
+        "--tuned-pair results/full-imdb-cuda-tuned results/full-imdb-cuda --other results/full-imdb-cuda-valacc "
         "--variance results/variance-init --variance results/variance-order --variance "
         "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
         "results/full-imdb-strong results/full-imdb --recipe-pair results/quick-transformer-recipe results/quick "
         "--recipe-pair results/full-imdb-bigru results/full-imdb-strong --other results/full-imdb-cuda "
         "--recipe-pair results/full-imdb-cuda results/full-imdb-bigru --recipe-pair results/full-imdb-cuda "
         "results/full-imdb-strong transformer --recipe-pair results/full-imdb-cuda-valacc results/full-imdb-cuda "
-        "--recipe-pair results/full-imdb-bigru-valacc results/full-imdb-bigru".split(" --"))
+        "--recipe-pair results/full-imdb-bigru-valacc results/full-imdb-bigru --recipe-pair "
+        "results/full-imdb-cuda-pad64 results/full-imdb-cuda transformer".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
-                                              "results/full-imdb-cuda", "results/full-ag",
+                                              "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
+                                              "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb"]
     assert rel(m.output) == Path("REPORT.md")
 

@@ -143,6 +143,24 @@ def test_arms_numbers_match_scipy(tmp_path):
     assert arms_section([arms_folder(tmp_path / "no-floor", "full", {"rnn": [0.9] * 6})]) == ""
 
 
+def test_a_tuned_run_without_the_floor_borrows_its_untuned_runs_floor_only_on_the_same_data(tmp_path):
+    untuned = arms_folder(tmp_path / "untuned", "full", FULL)
+    transformer = [0.871, 0.868, 0.874, 0.869, 0.872, 0.870]
+    tuned = arms_folder(tmp_path / "tuned", "full", {"transformer": transformer}, tuned=True)
+    assert arms_table([tuned]).empty  # no floor of its own, none named
+    table = arms_table([tuned], floors={tuned: untuned})
+    row = table.set_index("model").loc["transformer"]
+    x, floor = np.array(transformer), np.array(FULL["tfidf"])
+    assert row["floor_folder"] == untuned and row["floor_mean"] == pytest.approx(floor.mean())
+    assert row["diff_n"] == 6 and row["diff_mean"] == pytest.approx((x - floor).mean())
+    assert row["misses"] == ["mean 87.07% < 88.0%", "1.92 pp below the floor's mean"]
+    md = arms_section([tuned], floors={tuned: untuned})
+    assert "the untuned run this folder pairs with" in md and "| transformer | 2,000,000 | 6 |" in md
+    # other texts (here a different truncation): the untuned floor is no floor for it, so no table
+    short = arms_folder(tmp_path / "short", "full", {"transformer": transformer}, max_length=128, tuned=True)
+    assert arms_table([short], floors={short: untuned}).empty
+
+
 def x_ci(values: list[float]) -> str:
     x = np.array(values) * 100
     lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))

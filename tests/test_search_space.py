@@ -36,6 +36,8 @@ def test_shipped_search_space_is_valid_and_covers_every_model():
     ('[settings]\ntrails = 3', "unknown search key 'settings.trails'"),
     ('[settings]\npruner = "asha"', "'settings.pruner' must be median or hyperband"),
     ('[settings]\nparam_cap = 0', "'settings.param_cap' must be positive"),
+    ('[settings]\nparam_floor = -1', "'settings.param_floor' must be >= 0"),
+    ('[settings]\nparam_cap = 1000\nparam_floor = 1000', "'settings.param_floor' (1,000) must be below"),
     ('[settings]\ntrials = 2.5', "'settings.trials' must be int"),
 ])
 def test_search_space_errors_name_the_key(tmp_path, table, message):

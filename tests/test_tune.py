@@ -133,6 +133,29 @@ def test_corrupt_optuna_db_is_one_line_error(tmp_path, tiny_config, keyword_dir,
 
 # ----------------------------------------------------------------------------- objective
 
+def test_param_floor_prunes_small_configs_before_training_and_keeps_old_study_names(tmp_path, tiny_config,
+                                                                                    keyword_dir):
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    space = TINY_SEARCH.split("[rnn]")[0] + '[rnn]\nembed_dim = {type="categorical", choices=[8, 64]}\n' \
+        'lr = {type="float", low=1e-3, high=1e-2, log=true}\n'
+    search = _search(space, param_floor=6000, trials=6, epochs=1, train_subset=600)
+    tuned = tune.tune_model(cfg, data, "rnn", tmp_path / "run", trials=6, device=torch.device("cpu"), search=search)
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    small = frame[frame["reason"].fillna("").str.contains("fall under the floor of 6,000")]
+    assert len(small) >= 1 and (small["state"] == "PRUNED").all() and (small["epochs_run"] == 0).all()
+    assert (small["params_count"] < 6000).all() and (frame.drop(small.index)["params_count"] >= 6000).all()
+    assert tuned.model["rnn"].embed_dim == 64  # the small embedding is never the best: it never trains
+    assert json.loads((tmp_path / "run" / "tuning.json").read_text())["imdb/rnn"]["param_floor"] == 6000
+    md = tuning_report.tuning_section(tmp_path / "run", tmp_path)
+    assert "floor **6,000**" in md and f"{len(small)} outside the parameter band" in md
+    # a floor names a new study; no floor keeps the name studies had before the setting existed
+    assert tune.study_name(cfg, "imdb", "rnn", search) != tune.study_name(cfg, "imdb", "rnn", _search(space))
+    quick = config.load(config.budget_path("quick"))
+    quick_search = search_space.load_search(REPO / "configs" / "search-quick.toml")
+    committed = json.loads((REPO / "results" / "quick-ag-tuned" / "tuning.json").read_text())
+    assert tune.study_name(quick, "ag_news", "rnn", quick_search) == committed["ag_news/rnn"]["study"]
+
+
 def test_param_cap_prunes_before_training_with_reason(tmp_path, tiny_config, keyword_dir, monkeypatch):
     cfg, data = _data(tiny_config, keyword_dir, tmp_path)
     import bench.train
