@@ -8,6 +8,7 @@ The statistics are computed (bench.compare) and written to their CSVs first, the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from bench import cli
 from bench.arms_report import arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
-from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig
+from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
 from bench.model_report import (folder_learning_curves, mean_sd, model_table, paired_diff_cell, plot_ablation,
                                 plot_gap, verdict)
 from bench.recipe_report import recipe_checks_section
@@ -52,9 +53,13 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
     out += claim_glance([(label, RunFolder(run_dir).dataset_title(dataset),
                           tables[run_dir][tables[run_dir]["dataset"] == dataset])
                          for label, run_dir in run_dirs.items() for dataset in _datasets(ok_by_folder[run_dir])])
-    claims = {d: RunFolder(d).stored_config().claim or ClaimConfig() for d in run_dirs.values()}
-    out += repeated_runs([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b))
-                          for d in run_dirs.values()])
+    cfgs = {d: RunFolder(d).stored_config() for d in run_dirs.values()}
+    claims = {d: cfgs[d].claim or ClaimConfig() for d in run_dirs.values()}
+    repeats = repeated_runs([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b))
+                             for d in run_dirs.values()])
+    shared = shared_training([(relative_link(d, Path.cwd()), None if RunFolder(d).tuned_models() else cfgs[d],
+                               ok_by_folder[d], (claims[d].model_a, claims[d].model_b)) for d in run_dirs.values()])
+    out += ([line for line in repeats if line] + shared) if shared else repeats
     for label, run_dir in run_dirs.items():
         folder, ok = RunFolder(run_dir), ok_by_folder[run_dir]
         for dataset in _datasets(ok):
@@ -96,6 +101,48 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
                            "the same split, batch order and initial weights in both, so their two rows are one "
                            "experiment run twice, not independent evidence; where their verdicts differ, only the "
                            "machines' arithmetic (rounding, nondeterministic kernels) differed between them.")
+    return out + [""] if out else []
+
+
+# settings that decide only which epoch is kept and when training stops, not the training up to then
+STOPPING_ONLY = {"select_on": "val_loss", "patience": 0, "eval_batch_size": 0, "threads": 0}
+
+
+def shared_training(folders: list[tuple[str, Config | None, pd.DataFrame, tuple[str, str]]]) -> list[str]:
+    """A line for each folder whose claim models train exactly as in an earlier folder (the latest such)
+    but stop or keep another epoch (`STOPPING_ONLY` differs: say early stopping on validation accuracy
+    instead of loss). Seed k's runs are then the same run up to the earlier stop, so the two folders'
+    verdicts are not independent evidence; exact repeats are `repeated_runs`'s. `folders`: (name, stored
+    config, or None for a tuned folder, whose units do not train as its stored config says; ok runs,
+    (model A, model B)) in report order."""
+    def training(cfg: Config, models: tuple[str, str]) -> tuple:
+        train = dataclasses.replace(cfg.train, **STOPPING_ONLY)
+        return cfg.data, sorted(cfg.vary), train, tuple(cfg.model.get(m) for m in models)
+
+    def hashes(ok: pd.DataFrame, dataset: str, models: tuple[str, str]) -> set:
+        return set(ok.loc[(ok["dataset"] == dataset) & ok["model"].isin(models), "config_hash"].dropna())
+
+    out = []
+    for j, (name, cfg, ok, models) in enumerate(folders):
+        named = set()  # datasets already named for this folder: against the latest matching folder only
+        for earlier, cfg_earlier, ok_earlier, models_earlier in reversed(folders[:j]):
+            if cfg is None or cfg_earlier is None or models_earlier != models or None in training(cfg, models)[3]:
+                continue
+            if training(cfg, models) != training(cfg_earlier, models):
+                continue
+            for dataset in [d for d in _datasets(ok) if d not in named]:
+                seeds = sorted(set(ok.loc[ok["dataset"] == dataset, "seed"])
+                               & set(ok_earlier.loc[ok_earlier["dataset"] == dataset, "seed"]))
+                if not seeds or hashes(ok, dataset, models) == hashes(ok_earlier, dataset, models):
+                    continue  # nothing shared, or an exact repeat (named by repeated_runs)
+                differ = [f"`train.{k}` {getattr(cfg.train, k)} here, {getattr(cfg_earlier.train, k)} there"
+                          for k in STOPPING_ONLY if getattr(cfg.train, k) != getattr(cfg_earlier.train, k)]
+                out.append(f"- `{name}` trains {models[0]} and {models[1]} as `{earlier}` does on "
+                           f"{DATASET_TITLES.get(dataset, dataset)}, on {len(seeds)} shared seed"
+                           f"{'s' if len(seeds) != 1 else ''}, and differs only in when training stops and which "
+                           f"epoch is kept ({'; '.join(differ) or 'no stopping setting'}). Seed *k*'s runs are the "
+                           "same run up to the earlier stop, so their two rows are not independent evidence either.")
+                named.add(dataset)
     return out + [""] if out else []
 
 

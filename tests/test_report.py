@@ -313,6 +313,33 @@ def test_a_folder_that_repeats_another_experiment_is_named_as_no_independent_evi
     assert "on 1 shared seed, on the same device." in same[0]
 
 
+def test_a_folder_that_only_stops_differently_is_named_as_no_independent_evidence():
+    from bench.report import shared_training
+
+    def cfg(**train):
+        return config.from_dict({"budget": "full", "models": ["rnn", "attn_rnn"], "model": KINDS,
+                                 "train": {"epochs": 10, **train}})
+
+    def runs(tag: str, seeds=range(6)) -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": "imdb", "model": m, "seed": s, "config_hash": f"{m}-{tag}"}
+                             for s in seeds for m in ("attn_rnn", "rnn")])
+
+    claim = ("attn_rnn", "rnn")
+    base, valacc = ("results/base", cfg(), runs("loss"), claim), ("results/valacc", cfg(select_on="val_acc"),
+                                                                    runs("acc"), claim)
+    lines = shared_training([base, valacc])
+    assert len(lines) == 2 and lines[-1] == ""
+    assert lines[0].startswith("- `results/valacc` trains attn_rnn and rnn as `results/base` does on IMDB, on 6 "
+                               "shared seeds, and differs only in when training stops and which epoch is kept "
+                               "(`train.select_on` val_acc here, val_loss there).")
+    # other training (a learning rate), a tuned folder (None: its units follow its studies), no shared seed, or
+    # the very same units (an exact repeat, named elsewhere): nothing
+    assert shared_training([base, ("results/lr", cfg(lr=0.01), runs("lr"), claim)]) == []
+    assert shared_training([base, ("results/tuned", None, runs("tuned"), claim)]) == []
+    assert shared_training([base, ("results/later", cfg(select_on="val_acc"), runs("acc", [7, 8]), claim)]) == []
+    assert shared_training([base, ("results/again", cfg(), runs("loss"), claim)]) == []
+
+
 def test_a_folder_named_as_its_own_tuned_run_opens_the_report_once(tmp_path):
     folder = RunFolder(tmp_path / "tuned")
     folder.path.mkdir()
