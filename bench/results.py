@@ -250,6 +250,8 @@ class RunFolder:
     reproduction.csv                         a recorded `bench.reproduce` check (optional)
     variance_by_source.csv                   the report's variance decomposition (from --variance folders)
     plots/, REPORT.md                        the rendered report
+    superseded/<hash>/{units,predictions,attention}/   tuned runs: units of an earlier best configuration,
+                                             set aside when more trials found another (read by nothing)
     ../speed.csv                             the speed benchmark, shared by the runs beside it
     """
 
@@ -301,6 +303,21 @@ class RunFolder:
 
     def attention_path(self, dataset: str, model: str, seed: int) -> Path:
         return self.attention / f"{unit_key(dataset, model, seed)}.json"
+
+    def set_aside_unit(self, dataset: str, model: str, seed: int, config_hash: str) -> Path:
+        """Move a finished unit's files (record, predictions, attention) to superseded/<config_hash>/,
+        keeping their names: a tuned run's unit of a configuration that is no longer its study's best.
+        Nothing is deleted; a file already there (the same unit set aside before) is not overwritten."""
+        target = self.path / "superseded" / config_hash
+        for path in (self.unit_path(dataset, model, seed), self.predictions_path(dataset, model, seed),
+                     self.attention_path(dataset, model, seed)):
+            if path.is_file():
+                dest = target / path.parent.name / path.name
+                if dest.exists():
+                    raise BenchError(f"{dest} exists: {path} was set aside before; move one of them by hand")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                path.rename(dest)
+        return target
 
     def sqlite_url(self) -> str:
         """The default Optuna storage of a tuned run: SQLite in this folder."""

@@ -547,12 +547,19 @@ def track_study(plan: Plan, dataset: str, model: str, study: str) -> None:
 
 
 def units_to_run(plan: Plan, dataset: str, model_cfgs: dict[str, Config]) -> list[tuple[int, str]]:
-    """The (seed, model) units not finished yet; a finished unit made with another config is an error."""
+    """The (seed, model) units not finished yet. A finished unit made with another config is an error,
+    except in a tuned run, where it is the best of fewer trials: more trials found another best, so the
+    old unit is set aside (superseded/, never deleted) and the seed runs again with the new best."""
     todo = []
     for seed in plan.cfg.seeds:
         for name in plan.cfg.models:
             done = plan.folder.load_unit(dataset, name, seed)
             want = model_cfgs[name].unit_hash(name)
+            if done is not None and done.run.config_hash != want and plan.tuned:
+                moved = plan.folder.set_aside_unit(dataset, name, seed, done.run.config_hash)
+                log.info("%s/%s/seed%d: made with an earlier best configuration (hash %s, now %s); set aside in "
+                         "%s, to run again", dataset, name, seed, done.run.config_hash, want, moved)
+                done = None
             if done is None:
                 todo.append((seed, name))
             elif done.run.config_hash != want:

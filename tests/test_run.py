@@ -249,6 +249,22 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     again = run_cli(*args, "--skip-tune")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already finished, skipped") == 2
+    # a unit of an earlier best (here: its record says another hash) is set aside, not deleted, and rerun
+    folder = results.RunFolder(out)
+    unit = json.loads(folder.unit_path("imdb", "rnn", 0).read_text())
+    right, unit["run"]["config_hash"] = unit["run"]["config_hash"], "earlierbest"
+    folder.unit_path("imdb", "rnn", 0).write_text(json.dumps(unit))
+    rerun = run_cli(*args, "--skip-tune")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "made with an earlier best configuration (hash earlierbest" in rerun.stderr
+    kept = out / "superseded" / "earlierbest"
+    assert json.loads((kept / "units" / "imdb__rnn__seed0.json").read_text()) == unit
+    assert (kept / "predictions" / "imdb__rnn__seed0.csv.gz").is_file()
+    runs3, _ = folder.read_tables()
+    assert len(runs3) == 2 and runs3.loc[runs3["model"] == "rnn", "config_hash"].tolist() == [right]
+    # an untuned run keeps refusing a unit made with another configuration
+    plain = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn", "--seeds", "0", "--epochs", "1"))
+    assert plain.returncode == 2 and "was made with another configuration" in plain.stderr
 
 
 # ----------------------------------------------------------------------------- the folder check
