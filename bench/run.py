@@ -373,9 +373,16 @@ class Plan:
             earlier = []
             if self.folder.environment_json.is_file():
                 try:
-                    earlier = self.folder.environment().get("invocations", [])
+                    old = self.folder.environment()
                 except (BenchError, OSError):
-                    pass  # an unreadable environment.json holds no record to keep
+                    old = {}  # an unreadable environment.json holds no record to keep
+                earlier = old.get("invocations", [])
+                if old and "units_run" not in old:  # its invocation never recorded itself: stopped before its
+                    # end (a signal, a device budget), or older than these records; keep which machine and code
+                    # made its units
+                    earlier = [*earlier, {**{k: old[k] for k in UNRECORDED_KEYS if k in old},
+                                          "unrecorded": "stopped before its end, or older than these records: "
+                                                        "no wall time or unit count"}]
             if earlier:
                 self.env["invocations"] = earlier
             atomic_write_json(self.folder.environment_json, self.env)
@@ -599,6 +606,10 @@ def seed_stage(plan: Plan, dataset: str, model_cfgs: dict[str, Config], load_dat
         plan.tracker.unit_finished(record)  # after the unit is on disk; a tracking failure loses nothing
 
     run_units(jobs, save, workers=workers, cluster=plan.cluster, data=data)
+
+
+UNRECORDED_KEYS = ("git_sha", "device", "gpu", "torch", "platform", "cpu_count", "torch_threads")  # what an unrecorded
+# invocation's environment.json said of it, carried into the next one's list of invocations
 
 
 def record_invocation(plan: Plan, wall_seconds: float) -> None:

@@ -203,6 +203,11 @@ def test_kill_9_mid_run_then_rerun_gives_every_row_exactly_once(tmp_path, tiny_c
     for name, data in finished_before.items():  # finished units were not re-run
         assert (units / name).read_bytes() == data
     assert not list((tmp_path / "out").rglob("*.tmp"))
+    # the killed invocation is still listed (which machine and code made its units), then the rerun
+    invocations = json.loads((tmp_path / "out" / "environment.json").read_text())["invocations"]
+    assert len(invocations) == 2 and invocations[0]["unrecorded"] and invocations[0]["device"] == "cpu"
+    assert "wall_seconds" not in invocations[0] and invocations[0]["git_sha"] == invocations[1]["git_sha"]
+    assert invocations[1]["units_run"] == 6 - len(finished_before)
 
 
 def test_fresh_moves_old_results_aside(tmp_path, tiny_config, keyword_dir):
