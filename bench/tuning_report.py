@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.results import RunFolder, atomic_write_csv, relative_link, save_png
 
-CURVE_POINTS = (1, 2, 3, 5, 8, 12, 20, 30)
+CURVE_POINTS = (1, 2, 3, 5, 8, 12, 20, 30, 50, 75, 100, 150, 200)  # up to the study's trials
 FLAT_PP = 0.25  # the expected best rising less than this over the last doubling-or-more of trials: flat
 EXPECTED_BEST_COLUMNS = ["study", "trials", "completed_n", "completed_mean", "completed_sd", "with_pruned_n",
                          "with_pruned_mean", "with_pruned_sd"]
