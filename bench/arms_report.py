@@ -300,7 +300,7 @@ def arms_section(folders: list[Path], report_dir: Path | None = None, floors: di
         return ""
     out = ["## Are the arms strong enough?", "",
            "_Every neural model against the TF-IDF + logistic-regression floor of its own folder (same data, "
-           "truncation and seeds), and against the targets of issue 13: at budget `full` on IMDB, mean test accuracy "
+           "truncation and seeds; a tuned folder that did not run it borrows its untuned folder's), and against the targets of issue 13: at budget `full` on IMDB, mean test accuracy "
            + ", ".join(f"{m} ≥ {v * 100:.1f}%" for m, v in FULL_IMDB_MINIMUM.items())
            + " and every arm at or above the floor; at budget "
            "`quick` on IMDB, every arm within 1 pp of the floor or above it; on AG News, every arm within 2 pp of it. "
