@@ -98,11 +98,24 @@ def _redeliver_swallowed_interrupts(previous_hook: Callable) -> Callable:
     return hook
 
 
+def _from_interrupt(exc: BaseException | None) -> bool:
+    """Whether an exception is Ctrl-C / SIGTERM, or was raised while one was being handled (SQLAlchemy
+    closing a cursor the signal cut off, say): its chain of causes and contexts holds a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs a trial stopped by Ctrl-C / SIGTERM with its traceback; keep the one line."""
+    """Optuna logs a trial stopped by Ctrl-C / SIGTERM with its traceback, and SQLAlchemy logs the cursor
+    it could not close after the signal with one too; keep their one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0], KeyboardInterrupt):
+        if record.exc_info and _from_interrupt(record.exc_info[1]):
             record.exc_info, record.exc_text = None, None
         return True
 

@@ -531,6 +531,35 @@ def test_tune_stops_cleanly_on_sigint_and_sigterm(tmp_path, tiny_config, keyword
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
 
+def test_a_logged_error_raised_while_a_signal_was_handled_loses_its_traceback():
+    """The flake the test above met once: SIGTERM landed inside an SQLite fetch, and SQLAlchemy logged the
+    cursor it then could not close with a traceback whose context was the Terminated."""
+    import logging
+
+    from bench.cli import Terminated, _NoInterruptTraceback
+
+    def record_of(raise_it) -> logging.LogRecord:
+        try:
+            raise_it()
+        except Exception:
+            return logging.LogRecord("sqlalchemy.pool", logging.ERROR, __file__, 1, "Error closing cursor", None,
+                                     sys.exc_info())
+
+    def closed_after_signal():
+        try:
+            raise Terminated()
+        except Terminated:
+            raise RuntimeError("Cannot operate on a closed database.")
+
+    def plain_error():
+        raise RuntimeError("a real failure")
+
+    cut = record_of(closed_after_signal)
+    assert _NoInterruptTraceback().filter(cut) and cut.exc_info is None  # the one line stays, no traceback
+    real = record_of(plain_error)
+    assert _NoInterruptTraceback().filter(real) and real.exc_info is not None  # other errors keep theirs
+
+
 # ----------------------------------------------------------------------------- also: typed Optuna parameters
 
 @pytest.mark.parametrize("params, message", [
