@@ -125,9 +125,8 @@ def _arm(acc: pd.Series, floor: pd.Series, params: float, target: Target | None)
             "met": target is not None and not misses, "misses": misses}
 
 
-def _floor(run_dir: Path, dataset: str) -> pd.Series:
-    """A folder's TF-IDF test accuracies on a dataset, indexed by seed (empty: not run there)."""
-    ok = ok_runs(RunFolder(run_dir).read_tables()[0])
+def _floor(ok: pd.DataFrame, dataset: str) -> pd.Series:
+    """The TF-IDF test accuracies among a folder's ok runs on a dataset, indexed by seed (empty: not run)."""
     return ok[(ok["dataset"] == dataset) & (ok["model"] == FLOOR)].set_index("seed")["test_acc"].dropna()
 
 
@@ -138,7 +137,7 @@ def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str) -> pd.Series:
     mine, theirs = RunFolder(run_dir).stored_config(), RunFolder(floor_dir).stored_config()
     if mine.data != theirs.data or sorted(mine.vary) != sorted(theirs.vary):
         return pd.Series(dtype=float)
-    return _floor(floor_dir, dataset)
+    return _floor(ok_runs(RunFolder(floor_dir).read_tables()[0]), dataset)
 
 
 def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
@@ -152,7 +151,7 @@ def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
     rows = []
     for dataset in ordered_datasets(ok):
         d = ok[ok["dataset"] == dataset]
-        floor, floor_from = _floor(run_dir, dataset), ""
+        floor, floor_from = _floor(ok, dataset), ""
         if floor.empty and floor_dir is not None:
             floor, floor_from = borrowed_floor(run_dir, floor_dir, dataset), floor_dir
         if floor.empty:
