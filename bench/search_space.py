@@ -17,6 +17,10 @@ from bench.config import (CONFIG_DIR, MODEL_NAMES, BenchError, Config, ModelConf
                           validate)
 
 SEARCH_PATH = CONFIG_DIR / "search.toml"
+# Every trial trains with this seed, so trials differ by configuration only; the seed stage's seed 0 of
+# the best configuration re-runs the best trial, and its other seeds show how much of the best trial's
+# value was that seed's luck.
+TRIAL_SEED = 0
 PRUNERS = ("median", "hyperband")
 SPEC_TYPES = ("float", "int", "categorical")
 # fields a trial may not change: kind decides the model class, epochs/threads/... are settings

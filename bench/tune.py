@@ -38,7 +38,7 @@ from typing import Any
 from bench import cli
 from bench.config import BenchError, Config, hashed_fields
 from bench.results import RunFolder, atomic_write_csv, atomic_write_json, default_run_dir
-from bench.search_space import SearchSpace, TuneSettings, apply_params, load_search, suggest
+from bench.search_space import TRIAL_SEED, SearchSpace, TuneSettings, apply_params, load_search, suggest
 
 log = logging.getLogger("bench")
 
@@ -236,7 +236,7 @@ def _prune(trial, reason: str):
     return optuna.TrialPruned(reason)
 
 
-def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, device, seed: int = 0,
+def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, device, seed: int = TRIAL_SEED,
                    n_trials: int | None = None):
     """The Optuna objective: suggest → build (over the parameter cap: pruned) → train with
     per-epoch report/should_prune → the validation accuracy of the best (early-stopping) epoch."""
@@ -464,7 +464,7 @@ def best_params(study) -> dict[str, Any]:
 
 
 def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, storage_url: str | None = None,
-               trials: int | None = None, timeout: float | None = None, device=None, seed: int = 0,
+               trials: int | None = None, timeout: float | None = None, device=None, seed: int = TRIAL_SEED,
                search: SearchSpace | None = None, worker: int = 0) -> Config:
     """Tune one model on one dataset (validation accuracy) and return `cfg` with the best trial's
     parameters applied (the seed stage's config for this model). Resumes an existing study."""

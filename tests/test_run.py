@@ -227,7 +227,8 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
 
     search = tmp_path / "search.toml"
     search.write_text(TINY_SEARCH)
-    args = _args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,tfidf", "--seeds", "0", "--epochs", "1",
+    # the seed stage trains as the trials did (2 epochs, the search file's), so its seed 0 re-runs the best trial
+    args = _args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,tfidf", "--seeds", "0,1", "--epochs", "2",
                  "--search", str(search))
     proc = run_cli(*args, "--tune", "--trials", "2")
     assert proc.returncode == 0, proc.stderr
@@ -236,7 +237,14 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     assert len(trials) == 2 and set(trials["model"]) == {"rnn"}
     runs, _ = results.RunFolder(out).read_tables()
     assert set(runs["model"]) == {"rnn", "tfidf"}
-    assert "## Hyper-parameter tuning" in (tmp_path / "REPORT.md").read_text()
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## Hyper-parameter tuning" in report
+    # the best trial against its seeds: seed 0 (every trial's seed) re-runs it exactly on the CPU
+    best = json.loads((out / "tuning.json").read_text())["imdb/rnn"]["best"]["value"]
+    rnn = runs[runs["model"] == "rnn"].set_index("seed")["best_val_acc"]
+    assert rnn[0] == pytest.approx(best, abs=1e-9)
+    assert (f"The seed stage trained this configuration with 2 seeds: validation accuracy **{rnn.mean():.2%}**"
+            in report and f"gives {best:.2%} here (the trial, re-run)" in report)
     # a tuned folder reported beside an untuned one (here itself): paired tuned − untuned per tuned model
     rep = run_cli(str(out), "--tuned", str(out), "--output", str(tmp_path / "WITH_TUNED.md"), module="bench.report")
     assert rep.returncode == 0, rep.stderr
@@ -244,7 +252,7 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     assert "### Hyper-parameter tuning" in text  # nested one level down
     # the heading names the tuned folder even against the main run (a report can hold several)
     assert f"## Tuned models: budget {json.loads((out / 'config.json').read_text())['budget']} (`" in text
-    assert "| rnn | 1 |" in text and "| +0.00 |" in text and "| tfidf | 1 |" not in text.split("Tuned − untuned")[1]
+    assert "| rnn | 2 |" in text and "| +0.00 [+0.00, +0.00] |" in text and "| tfidf | 2 |" not in text.split("Tuned − untuned")[1]
     assert "--tuned" in text.splitlines()[2]  # the header names the command that made it
     before_setup = text.split("## Setup")[0]
     # only rnn was tuned, so the tuned run cannot test the claim (attn_rnn vs rnn): it is not among the
@@ -253,7 +261,7 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     # the seed stage coordinated from the storage finds the same configuration: nothing to re-run
     again = run_cli(*args, "--skip-tune")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("already finished, skipped") == 2
+    assert again.stderr.count("already finished, skipped") == 4
     # a unit of an earlier best (here: its record says another hash) is set aside, not deleted, and rerun
     folder = results.RunFolder(out)
     unit = json.loads(folder.unit_path("imdb", "rnn", 0).read_text())
@@ -266,9 +274,9 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     assert json.loads((kept / "units" / "imdb__rnn__seed0.json").read_text()) == unit
     assert (kept / "predictions" / "imdb__rnn__seed0.csv.gz").is_file()
     runs3, _ = folder.read_tables()
-    assert len(runs3) == 2 and runs3.loc[runs3["model"] == "rnn", "config_hash"].tolist() == [right]
+    assert len(runs3) == 4 and runs3.loc[runs3["model"] == "rnn", "config_hash"].tolist() == [right, right]
     # an untuned run keeps refusing a unit made with another configuration
-    plain = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn", "--seeds", "0", "--epochs", "1"))
+    plain = run_cli(*_args(tmp_path, tiny_config, keyword_dir, "--models", "rnn", "--seeds", "0", "--epochs", "2"))
     assert plain.returncode == 2 and "was made with another configuration" in plain.stderr
 
 
