@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the seed stage with the best trials already in --storage (tuned by workers)")
     p.add_argument("--trials", type=int, default=None, help="trials per study (default: configs/search.toml)")
     p.add_argument("--tune-timeout", type=float, default=None, help="seconds per study (default: search.toml)")
+    p.add_argument("--rerank", type=int, default=0, metavar="TOP",
+                   help="with --tune: train each study's TOP best trials again with --rerank-seeds more seeds "
+                        "(validation only) and run the seed stage with the best on average (default 0: off)")
+    p.add_argument("--rerank-seeds", type=int, default=2, help="extra seeds per re-ranked trial (default 2)")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL, e.g. postgresql://user@host/db (default: sqlite <out>/optuna.db)")
     p.add_argument("--search", default=None, help="search-space TOML (default configs/search.toml)")
@@ -355,6 +359,8 @@ class Plan:
     search: Any = None    # the search space (tuned runs)
     trials: int | None = None         # trials per study (None: the search file's)
     tune_timeout: float | None = None  # seconds per study (None: the search file's)
+    rerank_top: int = 0   # re-rank this many best trials over more seeds after tuning (bench.rerank)
+    rerank_seeds: int = 2
     sha: str = ""         # git SHA recorded with every unit
     threads: int | None = None        # --threads (None: the config's, or shared out between workers)
     cluster: str | None = None        # a Dask scheduler address
@@ -409,6 +415,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise BenchError(f"--tune-timeout must be a positive number of seconds, got {args.tune_timeout}")
     if (args.trials is not None or args.tune_timeout is not None or args.search) and not (args.tune or args.skip_tune):
         raise BenchError("--trials, --tune-timeout and --search apply only with --tune or --skip-tune")
+    if args.rerank < 0 or args.rerank_seeds < 1:
+        raise BenchError(f"--rerank must be >= 0 and --rerank-seeds >= 1, got {args.rerank} and {args.rerank_seeds}")
+    if args.rerank and not args.tune:
+        raise BenchError("--rerank applies only with --tune (--skip-tune uses a re-ranking already in the storage)")
 
 
 def check_write_paths(args: argparse.Namespace, folder: RunFolder) -> None:
@@ -470,7 +480,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         search = search_space.load_search(args.search)
     return Plan(cfg=cfg, folder=folder, device=device, data_dir=cli.data_dir(args), cache_dir=cli.cache_dir(args),
                 tune=args.tune, skip_tune=args.skip_tune, storage=args.storage or folder.sqlite_url(),
-                search=search, trials=args.trials, tune_timeout=args.tune_timeout, threads=args.threads,
+                search=search, trials=args.trials, tune_timeout=args.tune_timeout, rerank_top=args.rerank,
+                rerank_seeds=args.rerank_seeds, threads=args.threads,
                 cluster=args.cluster, deterministic=args.deterministic, track=args.track,
                 tracking_uri=args.tracking_uri)
 
@@ -532,11 +543,13 @@ def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[s
                 cfg, dataset, name, plan.folder.path, storage_url=plan.storage, trials=plan.trials,
                 timeout=plan.tune_timeout, device=plan.device, search=plan.search, workers=workers,
                 data_dir=plan.data_dir, cache_dir=plan.cache_dir,
-                threads=threads_per_job(plan.threads, cfg.train.threads, workers))
+                threads=threads_per_job(plan.threads, cfg.train.threads, workers), rerank_top=plan.rerank_top,
+                rerank_seeds=plan.rerank_seeds)
         elif plan.tune:
             model_cfgs[name] = tune.tune_model(cfg, data, name, plan.folder.path, storage_url=plan.storage,
                                                trials=plan.trials, timeout=plan.tune_timeout, device=plan.device,
-                                               search=plan.search)
+                                               search=plan.search, rerank_top=plan.rerank_top,
+                                               rerank_seeds=plan.rerank_seeds)
         else:
             model_cfgs[name] = tune.best_config(plan.storage, dataset, name, cfg, search=plan.search)
         if plan.tune:

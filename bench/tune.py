@@ -329,6 +329,24 @@ def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_
         started += 1
 
 
+def wait_for_running(study, heartbeat_s: float = 60) -> None:
+    """Block while other workers' trials are in flight (a dead worker's are failed once stale), so
+    every worker re-ranks the same finished top."""
+    import optuna
+
+    logged = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        _, running = count_finished(study)
+        if not running:
+            return
+        if not logged:
+            log.info("study %s: waiting for %d trial(s) running in other workers before re-ranking",
+                     study.study_name, running)
+            logged = True
+        time.sleep(min(2.0, heartbeat_s))
+
+
 # ----------------------------------------------------------------------------- results
 
 def _last_value(trial) -> float:
@@ -428,21 +446,26 @@ def importances(study) -> dict[str, float]:
 def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpace, n_trials: int,
                    storage_url: str, train_rows: int) -> dict[str, Any]:
     """One study's entry of tuning.json (read by `bench.tuning_report`): settings, best trial, importances."""
+    from bench import rerank
+
     st = search.settings
     best = None
     try:
-        b = study.best_trial
+        b = rerank.chosen_trial(study)
         best = {"number": b.number, "value": b.value, "params": b.params,
                 "params_count": b.user_attrs.get("params_count")}
     except ValueError:
         pass
+    rows = rerank.table(study)
+    reranked = ({"top": study.user_attrs["rerank_top"], "seeds": rerank.rerank_seeds(study.user_attrs["rerank_seeds"]),
+                 "rows": rows} if rows else None)
     return {"study": study.study_name, "storage": masked(storage_url), "dataset": data.dataset, "model": model_name,
             "trials_requested": n_trials, "pruner": st.pruner, "param_cap": st.param_cap,
             "param_floor": st.param_floor,
             "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
             "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
             "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,
-            "importances": importances(study)}
+            "importances": importances(study), "rerank": reranked}
 
 
 def write_tuning_summary(run_dir: Path, key: str, summary: dict[str, Any]) -> None:
@@ -457,17 +480,23 @@ def write_tuning_summary(run_dir: Path, key: str, summary: dict[str, Any]) -> No
 
 
 def best_params(study) -> dict[str, Any]:
+    """The seed stage's parameters: the best trial's, or the re-ranked best's (`bench.rerank`)."""
+    from bench import rerank
+
     try:
-        return dict(study.best_trial.params)
+        return dict(rerank.chosen_trial(study).params)
     except ValueError:
         raise BenchError(f"study '{study.study_name}' has no completed trial yet; run more trials") from None
 
 
 def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, storage_url: str | None = None,
                trials: int | None = None, timeout: float | None = None, device=None, seed: int = TRIAL_SEED,
-               search: SearchSpace | None = None, worker: int = 0) -> Config:
+               search: SearchSpace | None = None, worker: int = 0, workers: int = 1, rerank_top: int = 0,
+               rerank_seeds: int = 2) -> Config:
     """Tune one model on one dataset (validation accuracy) and return `cfg` with the best trial's
-    parameters applied (the seed stage's config for this model). Resumes an existing study."""
+    parameters applied (the seed stage's config for this model). Resumes an existing study. With
+    `rerank_top`, the best trials are then trained with `rerank_seeds` more seeds (this worker's share,
+    `worker` of `workers`) and the best on average is chosen (`bench.rerank`)."""
     import torch
 
     from bench.data import subsample_train
@@ -490,6 +519,12 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
                  len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
         objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
         run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
+        if rerank_top:
+            from bench import rerank
+
+            wait_for_running(study, st.heartbeat_s)
+            rerank.rerank(study, cfg, tdata, model_name, st.epochs or cfg.train.epochs, device, rerank_top,
+                          rerank_seeds, worker, workers)
         run_dir.mkdir(parents=True, exist_ok=True)
         with summary_lock(run_dir):
             write_trials_csv(run_dir, storage, [name])
@@ -511,7 +546,8 @@ def best_config(storage_url: str, dataset: str, model_name: str, cfg: Config, *,
 
 def _tune_worker(cfg: Config, dataset: str, model_name: str, run_dir: Path, storage_url: str, trials: int | None,
                  timeout: float | None, device: str, search: SearchSpace, worker: int, data_dir: Path | None,
-                 cache_dir: Path | None, threads: int) -> None:
+                 cache_dir: Path | None, threads: int, workers: int = 1, rerank_top: int = 0,
+                 rerank_seeds: int = 2) -> None:
     """One Optuna worker in its own process: the cached data, then trials until the study is full."""
     import torch
 
@@ -524,12 +560,14 @@ def _tune_worker(cfg: Config, dataset: str, model_name: str, run_dir: Path, stor
     configure_process(dev, threads, cfg.train.flush_denormal, deterministic=False)
     data = prepare(dataset, cfg, data_dir, cache_dir)
     tune_model(cfg, data, model_name, run_dir, storage_url=storage_url, trials=trials, timeout=timeout,
-               device=dev, search=search, worker=worker)
+               device=dev, search=search, worker=worker, workers=workers, rerank_top=rerank_top,
+               rerank_seeds=rerank_seeds)
 
 
 def tune_in_processes(cfg: Config, dataset: str, model_name: str, run_dir: Path, *, storage_url: str,
                       trials: int | None, timeout: float | None, device, search: SearchSpace, workers: int,
-                      data_dir: Path | None, cache_dir: Path | None, threads: int) -> Config:
+                      data_dir: Path | None, cache_dir: Path | None, threads: int, rerank_top: int = 0,
+                      rerank_seeds: int = 2) -> Config:
     """`workers` Optuna workers in loky processes sharing one storage (each with its own sampler
     seed, as `bench.tune --worker K` processes would be); returns `cfg` with the best trial applied.
     The study stops at exactly its trial budget whatever the number of workers (see run_study)."""
@@ -538,7 +576,8 @@ def tune_in_processes(cfg: Config, dataset: str, model_name: str, run_dir: Path,
 
     executor = get_reusable_executor(max_workers=workers, timeout=60, reuse=False)
     futures = [executor.submit(_tune_worker, cfg, dataset, model_name, Path(run_dir), storage_url, trials, timeout,
-                               str(device), search, k, data_dir, cache_dir, threads) for k in range(workers)]
+                               str(device), search, k, data_dir, cache_dir, threads, workers, rerank_top,
+                               rerank_seeds) for k in range(workers)]
     try:
         for future in futures:
             future.result()
@@ -575,6 +614,12 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--worker", type=int, default=0,
                    help="this worker's index (give each concurrent worker its own): it varies the TPE sampler's "
                         "seed so workers do not sample the same start-up trials (default 0)")
+    p.add_argument("--rerank", type=int, default=0, metavar="TOP",
+                   help="after the trials, train the TOP best again with --rerank-seeds more seeds and give the "
+                        "seed stage the best on average (default 0: off)")
+    p.add_argument("--rerank-seeds", type=int, default=2, help="extra seeds per re-ranked trial (default 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="how many workers share the re-ranking (each takes every N-th re-run; default 1)")
     return p.parse_args(argv)
 
 
@@ -593,6 +638,12 @@ def execute(args) -> int:
         raise BenchError(f"--timeout must be >= 0, got {args.timeout}")
     if args.worker < 0:
         raise BenchError(f"--worker must be >= 0, got {args.worker}")
+    if args.rerank < 0 or args.rerank_seeds < 1:
+        raise BenchError(f"--rerank must be >= 0 and --rerank-seeds >= 1, got {args.rerank} and {args.rerank_seeds}")
+    if args.workers < 1:
+        raise BenchError(f"--workers must be at least 1, got {args.workers}")
+    if args.rerank and args.worker >= args.workers:
+        raise BenchError(f"--worker must be below --workers ({args.workers}) when re-ranking, got {args.worker}")
     search = load_search(args.search)
     search.space(args.model)
     device = resolve_device(args.device)
@@ -607,7 +658,8 @@ def execute(args) -> int:
         pass  # fail fast (one line) on a bad storage before loading data
     data = prepare(args.dataset, cfg, cli.data_dir(args), cli.cache_dir(args))
     tuned = tune_model(cfg, data, args.model, out, storage_url=url, trials=args.trials, timeout=args.timeout,
-                       device=device, search=search, worker=args.worker)
+                       device=device, search=search, worker=args.worker, workers=args.workers,
+                       rerank_top=args.rerank, rerank_seeds=args.rerank_seeds)
     m = dataclasses.asdict(tuned.model[args.model])
     log.info("best %s/%s config: model %s, batch %d, weight decay %g", args.dataset, args.model,
              json.dumps(m, sort_keys=True), tuned.train.batch_size, tuned.train.weight_decay)

@@ -171,7 +171,10 @@ def _best_lines(s: dict[str, Any]) -> list[str]:
     best = s.get("best")
     if not best:
         return ["No trial completed.", ""]
-    out = [f"Best trial {best['number']}: validation accuracy **{best['value']:.2%}**"
+    chosen = (s.get("rerank") or {}).get("rows")
+    out = [(f"Chosen trial {best['number']} (re-ranked, below): its own seed's" if chosen and all(
+        r["complete"] for r in chosen) else f"Best trial {best['number']}:")
+           + f" validation accuracy **{best['value']:.2%}**"
            + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
            "| parameter | best value | searched |", "|---|---|---|"]
     for p, v in sorted(best["params"].items()):
@@ -181,6 +184,29 @@ def _best_lines(s: dict[str, Any]) -> list[str]:
         out.append(f"| {p} | {_fmt(v)} | {searched} |")
     out.append("")
     return out
+
+
+def _rerank_lines(s: dict[str, Any]) -> list[str]:
+    """The re-ranking of the best trials over more seeds (`bench.rerank`), when the study had one."""
+    rr = s.get("rerank")
+    if not rr:
+        return []
+    seeds = [str(x) for x in rr["seeds"]]
+    complete = all(r["complete"] for r in rr["rows"])
+    chosen = s["best"]["number"] if s.get("best") else None
+    out = [f"**Re-ranked over more seeds.** The {len(rr['rows'])} best trials were trained again, unchanged, with "
+           f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} (validation split only); the seed stage takes "
+           "the best mean over the trial's own seed and these"
+           + ("." if complete else " — **not complete**: until every candidate has all its seeds, the plain best "
+              "trial stands.") + "", "",
+           "| trial | trial seed val % | " + " | ".join(f"seed {x} val %" for x in seeds) + " | mean % | chosen |",
+           "|---:|---:|" + "---:|" * len(seeds) + "---:|---|"]
+    for r in rr["rows"]:
+        vals = [f"{r['seed_values'][x] * 100:.2f}" if x in r["seed_values"] else "–" for x in seeds]
+        mean = f"{r['mean'] * 100:.2f}" if r["mean"] is not None else ("diverged" if r["complete"] else "–")
+        out.append(f"| {r['number']} | {r['value'] * 100:.2f} | " + " | ".join(vals)
+                   + f" | {mean} | {'**yes**' if r['number'] == chosen and complete else ''} |")
+    return out + [""]
 
 
 def _reseeded_lines(folder: RunFolder, s: dict[str, Any]) -> list[str]:
@@ -242,7 +268,8 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
         f = frame[frame["study"] == s["study"]]
         curve = expected_best_curve(f, s["study"])
         curves.append(curve)
-        out += _study_lines(s, f) + _best_lines(s) + _reseeded_lines(folder, s) + _importance_lines(s) + expected_max_table(curve)
+        out += (_study_lines(s, f) + _best_lines(s) + _rerank_lines(s) + _reseeded_lines(folder, s)
+                + _importance_lines(s)) + expected_max_table(curve)
         if not f.empty:
             png = folder.plots / f"tuning_{s['dataset']}_{s['model']}.png"
             plot_history(f, png, f"{s['dataset']} / {s['model']}: optimisation history")

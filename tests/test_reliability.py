@@ -106,6 +106,8 @@ RUN_CASES = {
     "trials 0": (lambda t: ["--tune", "--trials", "0"], "--trials must be at least 1"),
     "trials without tune": (lambda t: ["--trials", "3"], "apply only with --tune"),
     "tune timeout 0": (lambda t: ["--tune", "--tune-timeout", "0"], "--tune-timeout must be a positive"),
+    "rerank without tune": (lambda t: ["--skip-tune", "--rerank", "3"], "--rerank applies only with --tune"),
+    "rerank seeds 0": (lambda t: ["--tune", "--rerank", "3", "--rerank-seeds", "0"], "--rerank-seeds >= 1"),
     "epochs huge": (lambda t: ["--epochs", "100000"], "'train.epochs' must be at most 10,000"),
     "epochs 1e20": (lambda t: ["--epochs", "1e20"], "invalid int value: '1e20'"),
     # seeds outside NumPy's range

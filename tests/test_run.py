@@ -230,7 +230,8 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     # the seed stage trains as the trials did (2 epochs, the search file's), so its seed 0 re-runs the best trial
     args = _args(tmp_path, tiny_config, keyword_dir, "--models", "rnn,tfidf", "--seeds", "0,1", "--epochs", "2",
                  "--search", str(search))
-    proc = run_cli(*args, "--tune", "--trials", "2")
+    # both trials trained again with one more seed; the seed stage takes the better mean
+    proc = run_cli(*args, "--tune", "--trials", "2", "--rerank", "2", "--rerank-seeds", "1")
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out"
     trials = pd.read_csv(out / "trials.csv")
@@ -238,7 +239,8 @@ def test_tune_then_seed_stage_then_skip_tune_reads_the_same_best(tmp_path, tiny_
     runs, _ = results.RunFolder(out).read_tables()
     assert set(runs["model"]) == {"rnn", "tfidf"}
     report = (tmp_path / "REPORT.md").read_text()
-    assert "## Hyper-parameter tuning" in report
+    assert "## Hyper-parameter tuning" in report and "**Re-ranked over more seeds.** The 2 best trials" in report
+    assert report.count("**yes**") == 1
     # the best trial against its seeds: seed 0 (every trial's seed) re-runs it exactly on the CPU
     best = json.loads((out / "tuning.json").read_text())["imdb/rnn"]["best"]["value"]
     rnn = runs[runs["model"] == "rnn"].set_index("seed")["best_val_acc"]

@@ -489,3 +489,96 @@ def test_workers_finishing_together_keep_every_study_in_trials_csv(tmp_path):
     assert [w.wait(timeout=300) for w in writers] == [0] * len(names)
     frame = pd.read_csv(tmp_path / "trials.csv")
     assert sorted(frame["study"].unique()) == names and len(frame) == 2 * len(names)
+
+
+# ----------------------------------------------------------------------------- re-ranking over more seeds
+
+def test_rerank_chooses_the_best_mean_over_seeds_not_the_luckiest_trial():
+    from bench import rerank
+
+    study = optuna.create_study(direction="maximize")
+    dist = optuna.distributions.FloatDistribution(1e-3, 1e-2)
+    for lr, value in ((1e-3, 0.90), (2e-3, 0.88), (3e-3, 0.70)):
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions={"lr": dist}, value=value))
+    assert rerank.chosen_trial(study).number == 0 and rerank.table(study) == []  # nothing asked: the plain best
+    study.set_user_attr("rerank_top", 2)
+    study.set_user_attr("rerank_seeds", 2)
+    s0, s1 = rerank.rerank_seeds(2)
+    for number, seed, value in ((0, s0, 0.84), (0, s1, 0.83), (1, s0, 0.87)):
+        study.set_user_attr(f"rerank/{number}/{seed}", value)
+    rows = rerank.table(study)
+    assert [r["number"] for r in rows] == [0, 1] and [r["complete"] for r in rows] == [True, False]
+    assert rows[0]["mean"] == pytest.approx((0.90 + 0.84 + 0.83) / 3) and rows[1]["mean"] is None
+    assert rerank.chosen_trial(study).number == 0  # incomplete: the plain best still stands
+    study.set_user_attr(f"rerank/1/{s1}", 0.86)
+    assert rerank.table(study)[1]["mean"] == pytest.approx((0.88 + 0.87 + 0.86) / 3)
+    assert rerank.chosen_trial(study).number == 1  # 0.870 on average beats the luckier trial's 0.857
+    study.set_user_attr(f"rerank/1/{s1}", float("nan"))  # a diverged re-run rules its trial out
+    assert rerank.table(study)[1]["mean"] is None and rerank.chosen_trial(study).number == 0
+
+
+def test_rerank_resumes_splits_between_workers_and_feeds_the_seed_stage(tmp_path, tiny_config, keyword_dir,
+                                                                          monkeypatch):
+    from bench import rerank
+    import bench.train
+
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    search = _search(trials=4, epochs=1, train_subset=600)
+    run, cpu = tmp_path / "run", torch.device("cpu")
+    fits = []
+    real_fit = bench.train.fit
+
+    def counting_fit(model, data_, train_cfg, **kw):
+        fits.append(kw["seed"])
+        return real_fit(model, data_, train_cfg, **kw)
+
+    monkeypatch.setattr(bench.train, "fit", counting_fit)
+    # worker 0 of 2 runs the trials, then trains its half of the re-runs: the plain best still stands
+    first = tune.tune_model(cfg, data, "rnn", run, trials=4, device=cpu, search=search, worker=0, workers=2,
+                            rerank_top=2, rerank_seeds=2)
+    url = RunFolder(run).sqlite_url()
+    with tune.opened_storage(url, search.settings) as storage:
+        study = optuna.load_study(storage=storage, study_name=tune.study_name(cfg, "imdb", "rnn", search))
+        s0, s1 = rerank.rerank_seeds(2)  # items go (trial, seed) in order: worker 0 takes every other one
+        assert fits[-2:] == [s0, s0] and sorted(rerank.results(study)) == sorted(
+            t.number for t in rerank.candidates(study, 2))
+        assert first.model["rnn"] == search_space.apply_params(cfg, "rnn", study.best_trial.params).model["rnn"]
+    md = tuning_report.tuning_section(run, tmp_path)
+    assert "**not complete**" in md and "**yes**" not in md and "Best trial" in md
+    # worker 1 of 2 finds the trials done and trains the other half; a third call trains nothing
+    fits.clear()
+    second = tune.tune_model(cfg, data, "rnn", run, trials=4, device=cpu, search=search, worker=1, workers=2,
+                             rerank_top=2, rerank_seeds=2)
+    assert fits == [s1, s1]
+    fits.clear()
+    tune.tune_model(cfg, data, "rnn", run, trials=4, device=cpu, search=search, rerank_top=2, rerank_seeds=2)
+    assert fits == []
+    with tune.opened_storage(url, search.settings) as storage:
+        study = optuna.load_study(storage=storage, study_name=tune.study_name(cfg, "imdb", "rnn", search))
+        rows = rerank.table(study)
+        assert len(rows) == 2 and all(r["complete"] and len(r["seed_values"]) == 2 for r in rows)
+        want = max(rows, key=lambda r: (r["mean"], -r["number"]))
+        assert rerank.chosen_trial(study).number == want["number"]
+    # the seed stage's config (in process, or read back from the storage) is the re-ranked choice
+    chosen = search_space.apply_params(cfg, "rnn", want["params"]).model["rnn"]
+    assert second.model["rnn"] == chosen
+    assert tune.best_config(url, "imdb", "rnn", cfg, search=search).model["rnn"] == chosen
+    info = json.loads((run / "tuning.json").read_text())["imdb/rnn"]
+    assert info["best"]["number"] == want["number"] and info["rerank"]["seeds"] == rerank.rerank_seeds(2)
+    md = tuning_report.tuning_section(run, tmp_path)
+    assert f"Chosen trial {want['number']} (re-ranked, below)" in md and "not complete" not in md
+    assert f"| {want['number']} | {want['value'] * 100:.2f} |" in md and md.count("**yes**") == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rerank", "-1"], "--rerank must be >= 0"),
+    (["--rerank", "2", "--rerank-seeds", "0"], "--rerank-seeds >= 1"),
+    (["--rerank", "2", "--worker", "2", "--workers", "2"], "--worker must be below --workers (2)"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_rerank_options_are_checked_in_one_line(tmp_path, tiny_config, keyword_dir, search_file, extra, message):
+    cmd = _worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, "sqlite:///" + str(tmp_path / "o.db"), 2,
+                      *extra)
+    proc = run_cli(*cmd[3:], module="bench.tune")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
