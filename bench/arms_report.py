@@ -19,6 +19,7 @@ from bench.results import (DATASET_TITLES, RunFolder, device_words, ok_runs, ord
 FLOOR = "tfidf"
 MIN_SEEDS = 6               # issue 13: targets are means over at least this many seeds
 PARAM_CAP = 2_500_000       # issue 13: at most this many parameters per model
+SIZE_TOLERANCE = 0.05       # issue 13: neural arms "within a few percent of each other" in size; read as 5%
 TOLERANCE = 1e-9            # a mean exactly at a threshold reaches it (float noise aside)
 FULL_IMDB_MINIMUM = {"attn_rnn": 0.895, "rnn": 0.890, "transformer": 0.880}  # budget full, mean test accuracy
 TARGET_ARMS = ("rnn", "attn_rnn", "transformer")  # where a target applies, each must be in the folder
@@ -213,6 +214,21 @@ def _verdict(row: pd.Series) -> str:
     return f"**missed** ({'; '.join(misses)})"
 
 
+def size_lines(rows: pd.DataFrame) -> list[str]:
+    """How far apart the neural arms' parameter counts are: issue 13 asks for arms within a few percent
+    of each other (`SIZE_TOLERANCE`), else a difference between them is also a difference in size."""
+    sizes = rows.set_index("model")["params"].dropna()
+    if len(sizes) < 2:
+        return []
+    small, large = sizes.idxmin(), sizes.idxmax()
+    spread = sizes.max() / sizes.min() - 1
+    words = (f"within {SIZE_TOLERANCE:.0%} of each other, as issue 13 asks" if spread <= SIZE_TOLERANCE else
+             f"**not within {SIZE_TOLERANCE:.0%}** of each other (issue 13 asks for a few percent): a difference "
+             "between these arms is also a difference in size")
+    return ["", f"Sizes: {small} {int(sizes.min()):,} to {large} {int(sizes.max()):,} parameters "
+                f"({spread:+.1%}): {words}."]
+
+
 def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
     """One folder's table for one dataset, then a link to the learning curves that show why an arm stopped where it did."""
     first = rows.iloc[0]
@@ -238,6 +254,7 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
         params = f"{int(r['params']):,}" if np.isfinite(r["params"]) else "–"
         out.append(f"| {r['model']} | {params} | {r['n']} | {acc} | {diff} | {r['target'] or '–'} | {_verdict(r)} "
                    f"| {r['training']} |")
+    out += size_lines(rows)
     curves = folder_learning_curves(RunFolder(first["folder"]), first["dataset"], redraw=False)
     if curves:
         link = relative_link(curves, report_dir)

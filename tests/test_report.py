@@ -21,10 +21,11 @@ KINDS = {"rnn": {"kind": "rnn"}, "attn_rnn": {"kind": "rnn", "pooling": "attenti
 
 
 def arms_folder(path: Path, budget: str, accs: dict[str, list[float]], dataset: str = "imdb", max_length: int = 400,
-                tuned: bool = False, params: int = 2_000_000) -> Path:
+                tuned: bool = False, params: int | dict[str, int] = 2_000_000) -> Path:
     """A run folder holding only what the arms section reads: runs.csv, epochs.csv and config.json."""
     folder = RunFolder(path)
-    rows = [{"dataset": dataset, "model": m, "seed": s, "status": "ok", "reason": "", "params": params,
+    size = params if isinstance(params, dict) else dict.fromkeys(accs, params)
+    rows = [{"dataset": dataset, "model": m, "seed": s, "status": "ok", "reason": "", "params": size[m],
              "test_acc": a} for m, values in accs.items() for s, a in enumerate(values)]
     atomic_write_csv(folder.runs_csv, pd.DataFrame(rows).reindex(columns=RUN_COLUMNS))
     atomic_write_csv(folder.epochs_csv, pd.DataFrame(columns=EPOCH_COLUMNS))
@@ -103,6 +104,16 @@ def test_the_command_names_each_tuned_run_with_its_untuned_run(tmp_path, monkeyp
 FULL = {"rnn": [0.884, 0.881, 0.887, 0.886, 0.880, 0.889],
         "attn_rnn": [0.897, 0.894, 0.899, 0.893, 0.896, 0.898],
         "tfidf": [0.8899] * 6}
+
+
+@pytest.mark.parametrize("attn_params, words", [
+    (2_080_000, "Sizes: rnn 2,000,000 to attn_rnn 2,080,000 parameters (+4.0%): within 5% of each other"),
+    (2_200_000, "Sizes: rnn 2,000,000 to attn_rnn 2,200,000 parameters (+10.0%): **not within 5%** of each other"),
+])
+def test_arms_tables_say_whether_the_arms_sizes_are_within_a_few_percent(tmp_path, attn_params, words):
+    sizes = {"rnn": 2_000_000, "attn_rnn": attn_params, "tfidf": 200_000}  # the floor's size is not compared
+    md = arms_section([arms_folder(tmp_path / "f", "full", FULL, params=sizes)])
+    assert words in md and md.count("Sizes: ") == 1
 
 
 def test_arms_numbers_match_scipy(tmp_path):
