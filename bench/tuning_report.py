@@ -235,9 +235,11 @@ def _reseeded_lines(folder: RunFolder, s: dict[str, Any]) -> list[str]:
         f"which no trial read, seed {TRIAL_SEED} has {rows.loc[rows['seed'] == TRIAL_SEED, 'test_acc'].iloc[0]:.2%} "
         f"and the other seeds {rows.loc[rows['seed'] != TRIAL_SEED, 'test_acc'].mean():.2%} on average.")
     diff = (best["value"] - vals.mean()) * 100
+    rr = (s.get("rerank") or {}).get("rows")
+    which = "chosen" if rr and all(r["complete"] for r in rr) else "best"
     return [f"**The best trial, re-seeded.** The seed stage trained this configuration with {len(rows)} seeds: "
             f"validation accuracy **{vals.mean():.2%}** [{lo:.2%}, {hi:.2%}] (95% t-interval), "
-            f"{abs(diff):.2f} pp {'under' if diff >= 0 else 'over'} the best trial's {best['value']:.2%}.{again} "
+            f"{abs(diff):.2f} pp {'under' if diff >= 0 else 'over'} the {which} trial's {best['value']:.2%}.{again} "
             "A study ranks its configurations on one seed and one validation split, so its best value is "
             "partly that seed's luck (the winner's curse): the seeds' mean is the fairer estimate of what the "
             "configuration does, and test accuracy, in the tables above, the headline.", ""]

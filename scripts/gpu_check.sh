@@ -39,6 +39,7 @@
 #   TUNE_TIMEOUT=210  TUNE_TRIALS=40  TUNE_JOBS=$JOBS  TUNE_CONFIG=$CONFIG  TUNED_NAME=$RUN_NAME-tuned
 #   TUNE_SKIP=0 (1: no new trials; the tuned run's seed stage alone, from the best trials in its optuna.db,
 #               e.g. a study resumed from .gpu/resume whose seeds never ran: bench.run --skip-tune)
+#   RERANK=0 (K: after the trials, retrain the K best with RERANK_SEEDS=2 more seeds, bench.run --rerank)
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (summary + packing)
 #   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
@@ -66,6 +67,8 @@ TUNE_JOBS="${TUNE_JOBS:-$JOBS}"
 TUNE_CONFIG="${TUNE_CONFIG:-$CONFIG}"
 TUNED_NAME="${TUNED_NAME:-$RUN_NAME-tuned}"
 TUNE_SKIP="${TUNE_SKIP:-0}"
+RERANK="${RERANK:-0}"
+RERANK_SEEDS="${RERANK_SEEDS:-2}"
 DATA_DIR="${DATA_DIR:-.gpu/data}"
 WHEEL_DIR="${WHEEL_DIR:-.gpu/wheels}"
 WORK="${WORK:-/tmp/gpu_check}"
@@ -216,6 +219,7 @@ COMMON_ARGS=(--dataset "$DATASETS" --device "$DEVICE" --threads "$THREADS" --dat
 [ -n "$EPOCHS" ] && COMMON_ARGS+=(--epochs "$EPOCHS")
 RUN_ARGS=(--config "$CONFIG" "${COMMON_ARGS[@]}")
 TUNE_ARGS=(--tune --tune-timeout "$TUNE_TIMEOUT" --trials "$TUNE_TRIALS")
+[ "$RERANK" != 0 ] && TUNE_ARGS+=(--rerank "$RERANK" --rerank-seeds "$RERANK_SEEDS")
 [ "$TUNE_SKIP" = 1 ] && TUNE_ARGS=(--skip-tune)
 BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
 MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
@@ -251,7 +255,7 @@ stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVI
     echo "commit (from gpu_prepare.sh): $(tr '\n' ' ' < .gpu/GIT_SHA 2>/dev/null || echo unknown)"
     echo "device=$DEVICE config=$CONFIG datasets=$DATASETS seeds=${SEEDS:-config} extra=$EXTRA_SEEDS jobs=$JOBS epochs=${EPOCHS:-config}" \
         "run=$RUN_NAME tune_models=${TUNE_MODELS:-none} tuned=$TUNED_NAME tune_config=$TUNE_CONFIG skip=$TUNE_SKIP" \
-        "search=$SEARCH tune_timeout=$TUNE_TIMEOUT trials=$TUNE_TRIALS"
+        "search=$SEARCH tune_timeout=$TUNE_TIMEOUT trials=$TUNE_TRIALS rerank=$RERANK rerank_seeds=$RERANK_SEEDS"
     echo; echo "stage	exit	seconds  (124 = timed out, units finished before it are kept)"; cat "$STAGES"
     echo; cat "$WORK/logs/environment.txt" 2>/dev/null
     echo; grep -h "passed\|failed\|skipped\|error" "$WORK/logs/cuda-tests.log" 2>/dev/null | tail -3
