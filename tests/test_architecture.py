@@ -47,7 +47,7 @@ def test_the_report_path_never_loads_torch():
 
 
 def test_rendering_modules_do_not_import_torch_or_a_measuring_module_even_lazily():
-    measuring = {"train", "models", "speed", "attention", "tune", "run", "baseline"}
+    measuring = {"train", "models", "speed", "attention", "tune", "rerank", "run", "baseline"}
     for name in RENDERING:
         for module, names in _imports(BENCH / f"{name}.py"):
             assert module.split(".")[0] != "torch", f"bench/{name}.py imports {module}"
