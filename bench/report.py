@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import cli
-from bench.arms_report import arms_section, tuned_words
+from bench.arms_report import SIZE_TOLERANCE, arms_section, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
@@ -59,7 +59,10 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
                              for d in run_dirs.values()])
     shared = shared_training([(relative_link(d, Path.cwd()), None if RunFolder(d).tuned_models() else cfgs[d],
                                ok_by_folder[d], (claims[d].model_a, claims[d].model_b)) for d in run_dirs.values()])
-    out += ([line for line in repeats if line] + shared) if shared else repeats
+    sizes = size_confounds([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b))
+                            for d in run_dirs.values()])
+    notes = [line for line in repeats + shared + sizes if line]
+    out += notes + [""] if notes else []
     for label, run_dir in run_dirs.items():
         folder, ok = RunFolder(run_dir), ok_by_folder[run_dir]
         for dataset in _datasets(ok):
@@ -102,6 +105,24 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
                            "experiment run twice, not independent evidence; where their verdicts differ, only the "
                            "machines' arithmetic (rounding, nondeterministic kernels) differed between them.")
     return out + [""] if out else []
+
+
+def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> list[str]:
+    """A line for each folder and dataset where the claim's two models differ in size by more than
+    `SIZE_TOLERANCE` (tuned arms each pick their own size): a difference between them is then also
+    a difference in parameters. `folders`: (name, ok runs, (model A, model B)) in report order."""
+    out = []
+    for name, ok, models in folders:
+        for dataset in _datasets(ok):
+            d = ok[ok["dataset"] == dataset]
+            size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
+            if any(pd.isna(x) or x <= 0 for x in size) or max(size) / min(size) - 1 <= SIZE_TOLERANCE:
+                continue
+            out.append(f"- `{name}` on {DATASET_TITLES.get(dataset, dataset)}: {models[0]} has {int(size[0]):,} "
+                       f"parameters, {models[1]} {int(size[1]):,} ({size[0] / size[1] - 1:+.0%}), more than the "
+                       f"{SIZE_TOLERANCE:.0%} issue 13 allows between arms: its verdicts compare "
+                       f"{models[0]} and {models[1]} at different sizes, not attention alone.")
+    return out
 
 
 # settings that decide only which epoch is kept and when training stops, not the training up to then

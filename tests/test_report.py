@@ -324,6 +324,23 @@ def test_a_folder_that_repeats_another_experiment_is_named_as_no_independent_evi
     assert "on 1 shared seed, on the same device." in same[0]
 
 
+def test_claim_arms_of_different_sizes_are_named_in_the_brief():
+    from bench.report import size_confounds
+
+    def runs(attn: int, rnn: int, dataset: str = "ag_news") -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": dataset, "model": m, "seed": s, "params": p}
+                             for s in range(6) for m, p in (("attn_rnn", attn), ("rnn", rnn), ("tfidf", 10))])
+
+    claim = ("attn_rnn", "rnn")
+    lines = size_confounds([("a", runs(2_000_000, 1_950_000), claim), ("b", runs(1_469_796, 971_588), claim)])
+    assert lines == ["- `b` on AG News: attn_rnn has 1,469,796 parameters, rnn 971,588 (+51%), more than the 5% "
+                     "issue 13 allows between arms: its verdicts compare attn_rnn and rnn at different sizes, not "
+                     "attention alone."]
+    assert size_confounds([("c", runs(1_000_000, 1_060_000, "imdb"), claim)])[0].startswith(
+        "- `c` on IMDB: attn_rnn has 1,000,000 parameters, rnn 1,060,000 (-6%)")
+    assert size_confounds([("d", runs(2_000_000, 1_000_000).query("model != 'rnn'"), claim)]) == []  # arm missing
+
+
 def test_a_folder_that_only_stops_differently_is_named_as_no_independent_evidence():
     from bench.report import shared_training
 
