@@ -177,13 +177,36 @@ def _best_lines(s: dict[str, Any]) -> list[str]:
            + f" validation accuracy **{best['value']:.2%}**"
            + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
            "| parameter | best value | searched |", "|---|---|---|"]
+    edges = []
     for p, v in sorted(best["params"].items()):
         spec = s["search_space"].get(p, {})
         searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
                     f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
-        out.append(f"| {p} | {_fmt(v)} | {searched} |")
+        edge = _edge_words(v, spec)
+        edges += [p] if edge else []
+        out.append(f"| {p} | {_fmt(v)} | {searched}{edge} |")
     out.append("")
+    if edges:
+        out += [f"{', '.join(edges)} ended within {EDGE:.0%} of a bound of the range searched: the best "
+                "configuration may lie outside it, so a wider range could find a better one.", ""]
     return out
+
+
+EDGE = 0.05  # a best value in the outer 5% of its (log-)range is flagged: the range may cut the optimum off
+
+
+def _edge_words(value: Any, spec: dict[str, Any]) -> str:
+    """' — at the top of its range' (or bottom) when a float or int best lies within `EDGE` of a bound."""
+    if spec.get("type") not in ("float", "int") or not isinstance(value, (int, float)):
+        return ""
+    low, high, v = float(spec["low"]), float(spec["high"]), float(value)
+    if spec.get("log") and low > 0 and v > 0:
+        low, high, v = np.log(low), np.log(high), np.log(v)
+    if high <= low:
+        return ""
+    where = (v - low) / (high - low)
+    return (" — **near the top of its range**" if where >= 1 - EDGE else
+            " — **near the bottom of its range**" if where <= EDGE else "")
 
 
 def _rerank_lines(s: dict[str, Any]) -> list[str]:

@@ -582,3 +582,21 @@ def test_rerank_options_are_checked_in_one_line(tmp_path, tiny_config, keyword_d
     proc = run_cli(*cmd[3:], module="bench.tune")
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_a_best_value_at_the_edge_of_its_range_is_flagged():
+    log_range = {"type": "float", "low": 1e-4, "high": 0.1, "log": True}
+    assert "near the top" in tuning_report._edge_words(0.0737, log_range)  # 95.6% of the log-range
+    assert tuning_report._edge_words(0.0600, log_range) == ""  # 92.6%: inside
+    assert tuning_report._edge_words(1e-3, log_range) == ""
+    assert "near the bottom" in tuning_report._edge_words(128, {"type": "int", "low": 128, "high": 384, "step": 64})
+    assert tuning_report._edge_words(64, {"type": "categorical", "choices": [16, 32, 64]}) == ""
+    study = {"best": {"number": 3, "value": 0.8, "params": {"lr": 0.0099, "dropout": 0.2, "batch_size": 64}},
+             "search_space": {"lr": {"type": "float", "low": 5e-4, "high": 1e-2, "log": True},
+                              "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+                              "batch_size": {"type": "categorical", "choices": [16, 32, 64]}}}
+    lines = tuning_report._best_lines(study)
+    assert "| lr | 0.0099 | 0.0005 – 0.01 (log) — **near the top of its range** |" in lines
+    assert "| dropout | 0.2 | 0 – 0.5 |" in lines
+    assert "lr ended within 5% of a bound of the range searched: the best configuration may lie outside it, so a " \
+           "wider range could find a better one." in lines
