@@ -214,6 +214,11 @@ def _verdict(row: pd.Series) -> str:
     return f"**missed** ({'; '.join(misses)})"
 
 
+def size_spread(sizes) -> float:
+    """How much larger the largest parameter count is than the smallest (0.05: 5% larger)."""
+    return max(sizes) / min(sizes) - 1
+
+
 def size_lines(rows: pd.DataFrame) -> list[str]:
     """How far apart the neural arms' parameter counts are: issue 13 asks for arms within a few percent
     of each other (`SIZE_TOLERANCE`), else a difference between them is also a difference in size."""
@@ -221,7 +226,7 @@ def size_lines(rows: pd.DataFrame) -> list[str]:
     if len(sizes) < 2:
         return []
     small, large = sizes.idxmin(), sizes.idxmax()
-    spread = sizes.max() / sizes.min() - 1
+    spread = size_spread(sizes)
     words = (f"within {SIZE_TOLERANCE:.0%} of each other, as issue 13 asks" if spread <= SIZE_TOLERANCE else
              f"**not within {SIZE_TOLERANCE:.0%}** of each other (issue 13 asks for a few percent): a difference "
              "between these arms is also a difference in size")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import cli
-from bench.arms_report import SIZE_TOLERANCE, arms_section, tuned_words
+from bench.arms_report import SIZE_TOLERANCE, arms_section, size_spread, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
@@ -116,7 +116,7 @@ def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> 
         for dataset in _datasets(ok):
             d = ok[ok["dataset"] == dataset]
             size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
-            if any(pd.isna(x) or x <= 0 for x in size) or max(size) / min(size) - 1 <= SIZE_TOLERANCE:
+            if any(pd.isna(x) or x <= 0 for x in size) or size_spread(size) <= SIZE_TOLERANCE:
                 continue
             out.append(f"- `{name}` on {DATASET_TITLES.get(dataset, dataset)}: {models[0]} has {int(size[0]):,} "
                        f"parameters, {models[1]} {int(size[1]):,} ({size[0] / size[1] - 1:+.0%}), more than the "

@@ -33,6 +33,17 @@ def rerank_seeds(count: int) -> list[int]:
     return [RERANK_SEED0 + i for i in range(count)]
 
 
+def check_options(top: int, seeds: int, worker: int = 0, workers: int = 1) -> None:
+    """The re-ranking options as both CLIs take them (`--rerank`, `--rerank-seeds`, `--worker` of
+    `--workers`): a one-line BenchError before any data is loaded."""
+    if top < 0 or seeds < 1:
+        raise BenchError(f"--rerank must be >= 0 and --rerank-seeds >= 1, got {top} and {seeds}")
+    if workers < 1:
+        raise BenchError(f"--workers must be at least 1, got {workers}")
+    if top and not 0 <= worker < workers:
+        raise BenchError(f"--worker must be below --workers ({workers}) when re-ranking, got {worker}")
+
+
 def _key(number: int, seed: int) -> str:
     return f"rerank/{number}/{seed}"
 
@@ -81,7 +92,7 @@ def chosen_trial(study):
     best = study.best_trial
     rows = table(study)
     ranked = [r for r in rows if r["mean"] is not None]
-    if not rows or not all(r["complete"] for r in rows) or not ranked:
+    if not ranked or not all(r["complete"] for r in rows):
         return best
     number = max(ranked, key=lambda r: (r["mean"], -r["number"]))["number"]
     return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
@@ -94,10 +105,7 @@ def rerank(study, cfg: Config, data, model_name: str, epochs: int, device, top: 
     import bench.train as train_mod
     from bench.models import build_for_unit
 
-    if top < 1 or seeds < 1:
-        raise BenchError(f"re-ranking needs at least 1 trial and 1 seed, got {top} and {seeds}")
-    if not 0 <= worker < workers:
-        raise BenchError(f"--worker must be in 0..{workers - 1} with --workers {workers}, got {worker}")
+    check_options(top, seeds, worker, workers)
     study.set_user_attr("rerank_top", top)
     study.set_user_attr("rerank_seeds", seeds)
     items = [(t, s) for t in candidates(study, top) for s in rerank_seeds(seeds)]

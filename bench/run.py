@@ -415,8 +415,9 @@ def check_options(args: argparse.Namespace) -> None:
         raise BenchError(f"--tune-timeout must be a positive number of seconds, got {args.tune_timeout}")
     if (args.trials is not None or args.tune_timeout is not None or args.search) and not (args.tune or args.skip_tune):
         raise BenchError("--trials, --tune-timeout and --search apply only with --tune or --skip-tune")
-    if args.rerank < 0 or args.rerank_seeds < 1:
-        raise BenchError(f"--rerank must be >= 0 and --rerank-seeds >= 1, got {args.rerank} and {args.rerank_seeds}")
+    from bench.rerank import check_options
+
+    check_options(args.rerank, args.rerank_seeds)
     if args.rerank and not args.tune:
         raise BenchError("--rerank applies only with --tune (--skip-tune uses a re-ranking already in the storage)")
 

@@ -638,12 +638,9 @@ def execute(args) -> int:
         raise BenchError(f"--timeout must be >= 0, got {args.timeout}")
     if args.worker < 0:
         raise BenchError(f"--worker must be >= 0, got {args.worker}")
-    if args.rerank < 0 or args.rerank_seeds < 1:
-        raise BenchError(f"--rerank must be >= 0 and --rerank-seeds >= 1, got {args.rerank} and {args.rerank_seeds}")
-    if args.workers < 1:
-        raise BenchError(f"--workers must be at least 1, got {args.workers}")
-    if args.rerank and args.worker >= args.workers:
-        raise BenchError(f"--worker must be below --workers ({args.workers}) when re-ranking, got {args.worker}")
+    from bench.rerank import check_options
+
+    check_options(args.rerank, args.rerank_seeds, args.worker, args.workers)
     search = load_search(args.search)
     search.space(args.model)
     device = resolve_device(args.device)

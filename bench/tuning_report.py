@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.config import Config
 from bench.paired import t_interval
 from bench.results import RunFolder, atomic_write_csv, ok_runs, relative_link, save_png
 from bench.search_space import TRIAL_SEED, apply_params
@@ -166,14 +167,19 @@ def _study_lines(s: dict[str, Any], f) -> list[str]:
             f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
 
 
+def _rerank_chose(s: dict[str, Any]) -> bool:
+    """Whether the study's best entry is a re-ranking's choice (every candidate has all its seeds)."""
+    rows = (s.get("rerank") or {}).get("rows")
+    return bool(rows) and all(r["complete"] for r in rows)
+
+
 def _best_lines(s: dict[str, Any]) -> list[str]:
     """The best trial's value and parameters beside the range each was searched in."""
     best = s.get("best")
     if not best:
         return ["No trial completed.", ""]
-    chosen = (s.get("rerank") or {}).get("rows")
-    out = [(f"Chosen trial {best['number']} (re-ranked, below): its own seed's" if chosen and all(
-        r["complete"] for r in chosen) else f"Best trial {best['number']}:")
+    out = [(f"Chosen trial {best['number']} (re-ranked, below): its own seed's" if _rerank_chose(s)
+            else f"Best trial {best['number']}:")
            + f" validation accuracy **{best['value']:.2%}**"
            + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
            "| parameter | best value | searched |", "|---|---|---|"]
@@ -215,7 +221,7 @@ def _rerank_lines(s: dict[str, Any]) -> list[str]:
     if not rr:
         return []
     seeds = [str(x) for x in rr["seeds"]]
-    complete = all(r["complete"] for r in rr["rows"])
+    complete = _rerank_chose(s)
     chosen = s["best"]["number"] if s.get("best") else None
     out = [f"**Re-ranked over more seeds.** The {len(rr['rows'])} best trials were trained again, unchanged, with "
            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} (validation split only); the seed stage takes "
@@ -232,34 +238,32 @@ def _rerank_lines(s: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
-def _reseeded_lines(folder: RunFolder, s: dict[str, Any]) -> list[str]:
-    """The best trial against the seed stage's runs of the same configuration: every trial trained with
-    one seed, so the best of many trials is partly the best of that seed's luck; the other seeds show
-    how much. Empty when the seed stage has no finished unit of exactly this configuration."""
+def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | None) -> list[str]:
+    """The best trial against the seed stage's runs of the same configuration (`runs`: the folder's ok
+    runs, `cfg` its stored config; None before the seed stage): every trial trained with one seed, so
+    the best of many trials is partly the best of that seed's luck; the other seeds show how much.
+    Empty when the seed stage has no finished unit of exactly this configuration."""
     best = s.get("best")
-    if not best or not folder.runs_csv.is_file() or not folder.config_json.is_file():
+    if not best or runs is None:
         return []
-    cfg = folder.stored_config()
     if s["epochs"] != cfg.train.epochs or s["train_rows"] < s["train_rows_full"]:
         return []  # trials trained otherwise than the seed stage (fewer epochs, a subset): not comparable
     want = apply_params(cfg, s["model"], best["params"]).unit_hash(s["model"])
-    runs = ok_runs(pd.read_csv(folder.runs_csv))
     rows = runs[(runs["dataset"] == s["dataset"]) & (runs["model"] == s["model"]) & (runs["config_hash"] == want)]
     if len(rows) < 2:
         return []
     vals = rows["best_val_acc"].to_numpy(float)
     lo, hi = t_interval(vals)
-    same = rows.loc[rows["seed"] == TRIAL_SEED, "best_val_acc"]
+    seed0 = rows[rows["seed"] == TRIAL_SEED]
     on_gpu = any(str(d).startswith("cuda") for d in rows.get("device", []))
-    again = "" if same.empty else (
-        f" Seed {TRIAL_SEED}, the seed every trial trained with, gives {same.iloc[0]:.2%} here"
-        + (" (the trial, re-run)" if abs(same.iloc[0] - best["value"]) < 5e-5 else
+    again = "" if seed0.empty else (
+        f" Seed {TRIAL_SEED}, the seed every trial trained with, gives {seed0['best_val_acc'].iloc[0]:.2%} here"
+        + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - best["value"]) < 5e-5 else
            " (the re-run is not bit-identical" + (" on a GPU)" if on_gpu else ")")) + "; on test accuracy, "
-        f"which no trial read, seed {TRIAL_SEED} has {rows.loc[rows['seed'] == TRIAL_SEED, 'test_acc'].iloc[0]:.2%} "
+        f"which no trial read, seed {TRIAL_SEED} has {seed0['test_acc'].iloc[0]:.2%} "
         f"and the other seeds {rows.loc[rows['seed'] != TRIAL_SEED, 'test_acc'].mean():.2%} on average.")
     diff = (best["value"] - vals.mean()) * 100
-    rr = (s.get("rerank") or {}).get("rows")
-    which = "chosen" if rr and all(r["complete"] for r in rr) else "best"
+    which = "chosen" if _rerank_chose(s) else "best"
     return [f"**The best trial, re-seeded.** The seed stage trained this configuration with {len(rows)} seeds: "
             f"validation accuracy **{vals.mean():.2%}** [{lo:.2%}, {hi:.2%}] (95% t-interval), "
             f"{abs(diff):.2f} pp {'under' if diff >= 0 else 'over'} the {which} trial's {best['value']:.2%}.{again} "
@@ -288,12 +292,15 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
            "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
            "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
     curves = []
+    seeded = folder.runs_csv.is_file() and folder.config_json.is_file()  # the seed stage has run
+    cfg = folder.stored_config() if seeded else None
+    runs = ok_runs(pd.read_csv(folder.runs_csv)) if seeded else None
     for key in sorted(info):
         s = info[key]
         f = frame[frame["study"] == s["study"]]
         curve = expected_best_curve(f, s["study"])
         curves.append(curve)
-        out += (_study_lines(s, f) + _best_lines(s) + _rerank_lines(s) + _reseeded_lines(folder, s)
+        out += (_study_lines(s, f) + _best_lines(s) + _rerank_lines(s) + _reseeded_lines(s, cfg, runs)
                 + _importance_lines(s)) + expected_max_table(curve)
         if not f.empty:
             png = folder.plots / f"tuning_{s['dataset']}_{s['model']}.png"
