@@ -367,9 +367,16 @@ def test_postgres_worker_killed_mid_trial_is_completed_by_another(tmp_path, tiny
     search_file.write_text(TINY_SEARCH.replace("epochs = 2", "epochs = 5"))
     first = _start(_worker_cmd(tmp_path, tiny_config, keyword_dir, search_file, pg_url, n),
                    tmp_path / "first.log")
+    mid_trial = lambda ts: any(t.state.name == "RUNNING" and t.user_attrs.get("epochs_run", 0) >= 1  # noqa: E731
+                               for t in ts)
     try:
-        _poll(pg_url, lambda ts: any(t.state.name == "RUNNING" and t.user_attrs.get("epochs_run", 0) >= 1
-                                     for t in ts), first)
+        while True:  # freeze the worker, then check: a trial may finish between a poll and the kill
+            _poll(pg_url, mid_trial, first)
+            first.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # let a commit already sent land before reading again
+            if mid_trial(_trials(pg_url)):
+                break
+            first.send_signal(signal.SIGCONT)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
