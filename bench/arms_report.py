@@ -89,9 +89,11 @@ def tuned_words(folder: RunFolder) -> str:
     """How a tuned folder's models were tuned, for labels: every neural model, or which ones."""
     tuned = folder.tuned_models()
     cfg = folder.stored_config()
+    band = folder.param_band()
+    within = f" within {band[0] / 1e6:.2f}-{band[1] / 1e6:.2f} M parameters" if band else ""
     if not tuned or set(_neural(cfg, list(cfg.model))) <= set(tuned):  # no record of the studies: as named
-        return "every neural model tuned"
-    return f"tuned: {', '.join(tuned)}"
+        return f"every neural model tuned{within}"
+    return f"tuned{within}: {', '.join(tuned)}"
 
 
 def training_ended(best_epoch: pd.Series, epochs_run: pd.Series, cap: int) -> str:

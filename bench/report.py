@@ -59,8 +59,8 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
                              for d in run_dirs.values()])
     shared = shared_training([(relative_link(d, Path.cwd()), None if RunFolder(d).tuned_models() else cfgs[d],
                                ok_by_folder[d], (claims[d].model_a, claims[d].model_b)) for d in run_dirs.values()])
-    sizes = size_confounds([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b))
-                            for d in run_dirs.values()])
+    sizes = size_confounds([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b),
+                             cfgs[d].budget) for d in run_dirs.values()])
     notes = [line for line in repeats + shared + sizes if line]
     out += notes + [""] if notes else []
     for label, run_dir in run_dirs.items():
@@ -107,21 +107,31 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
     return out + [""] if out else []
 
 
-def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> list[str]:
+def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str], str]]) -> list[str]:
     """A line for each folder and dataset where the claim's two models differ in size by more than
     `SIZE_TOLERANCE` (tuned arms each pick their own size): a difference between them is then also
-    a difference in parameters. `folders`: (name, ok runs, (model A, model B)) in report order."""
-    out = []
-    for name, ok, models in folders:
+    a difference in parameters. The line names the folders that compare the two within the tolerance
+    on that dataset at the same budget. `folders`: (name, ok runs, (model A, model B), budget) in
+    report order."""
+    sizes: dict[tuple[str, str], tuple[list[float], tuple[str, str], str]] = {}
+    for name, ok, models, budget in folders:
         for dataset in _datasets(ok):
             d = ok[ok["dataset"] == dataset]
             size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
-            if any(pd.isna(x) or x <= 0 for x in size) or size_spread(size) <= SIZE_TOLERANCE:
-                continue
-            out.append(f"- `{name}` on {DATASET_TITLES.get(dataset, dataset)}: {models[0]} has {int(size[0]):,} "
-                       f"parameters, {models[1]} {int(size[1]):,} ({size[0] / size[1] - 1:+.0%}), more than the "
-                       f"{SIZE_TOLERANCE:.0%} issue 13 allows between arms: its verdicts compare "
-                       f"{models[0]} and {models[1]} at different sizes, not attention alone.")
+            if not any(pd.isna(x) or x <= 0 for x in size):
+                sizes[name, dataset] = size, models, budget
+    out = []
+    for (name, dataset), (size, models, budget) in sizes.items():
+        if size_spread(size) <= SIZE_TOLERANCE:
+            continue
+        matched = [f"`{other}`" for (other, d), (s, m, b) in sizes.items()
+                   if d == dataset and m == models and b == budget and size_spread(s) <= SIZE_TOLERANCE]
+        out.append(f"- `{name}` on {DATASET_TITLES.get(dataset, dataset)}: {models[0]} has {int(size[0]):,} "
+                   f"parameters, {models[1]} {int(size[1]):,} ({size[0] / size[1] - 1:+.0%}), more than the "
+                   f"{SIZE_TOLERANCE:.0%} issue 13 allows between arms: its verdicts compare "
+                   f"{models[0]} and {models[1]} at different sizes, not attention alone."
+                   + (f" {' and '.join(matched)} compare{'s' if len(matched) == 1 else ''} them within "
+                      f"{SIZE_TOLERANCE:.0%} at the same budget." if matched else ""))
     return out
 
 

@@ -295,6 +295,17 @@ class RunFolder:
         studies = json.loads(self.tuning_json.read_text())
         return list(dict.fromkeys(key.split("/", 1)[-1] for key in studies))
 
+    def param_band(self) -> tuple[int, int] | None:
+        """(floor, cap) of trainable parameters when every tuning study pruned configs outside one band
+        (a `param_floor` in the search file), else None: the tuned arms then differ in shape, not size."""
+        if not self.tuning_json.is_file():
+            return None
+        bands = {(s.get("param_floor") or 0, s.get("param_cap")) for s in json.loads(self.tuning_json.read_text()).values()}
+        if len(bands) != 1:
+            return None
+        ((floor, cap),) = bands
+        return (floor, cap) if floor and cap else None
+
     def unit_path(self, dataset: str, model: str, seed: int) -> Path:
         return self.units / f"{unit_key(dataset, model, seed)}.json"
 

@@ -619,7 +619,8 @@ def parse_args(argv: list[str] | None):
                         "seed stage the best on average (default 0: off)")
     p.add_argument("--rerank-seeds", type=int, default=2, help="extra seeds per re-ranked trial (default 2)")
     p.add_argument("--workers", type=int, default=1,
-                   help="how many workers share the re-ranking (each takes every N-th re-run; default 1)")
+                   help="how many workers share the re-ranking: worker I of N (I = 0 .. N-1) takes every N-th "
+                        "re-run from the I-th (default 1)")
     return p.parse_args(argv)
 
 

@@ -332,13 +332,21 @@ def test_claim_arms_of_different_sizes_are_named_in_the_brief():
                              for s in range(6) for m, p in (("attn_rnn", attn), ("rnn", rnn), ("tfidf", 10))])
 
     claim = ("attn_rnn", "rnn")
-    lines = size_confounds([("a", runs(2_000_000, 1_950_000), claim), ("b", runs(1_469_796, 971_588), claim)])
+    lines = size_confounds([("a", runs(2_000_000, 1_950_000), claim, "full"),
+                            ("b", runs(1_469_796, 971_588), claim, "quick")])
     assert lines == ["- `b` on AG News: attn_rnn has 1,469,796 parameters, rnn 971,588 (+51%), more than the 5% "
                      "issue 13 allows between arms: its verdicts compare attn_rnn and rnn at different sizes, not "
                      "attention alone."]
-    assert size_confounds([("c", runs(1_000_000, 1_060_000, "imdb"), claim)])[0].startswith(
+    assert size_confounds([("c", runs(1_000_000, 1_060_000, "imdb"), claim, "quick")])[0].startswith(
         "- `c` on IMDB: attn_rnn has 1,000,000 parameters, rnn 1,060,000 (-6%)")
-    assert size_confounds([("d", runs(2_000_000, 1_000_000).query("model != 'rnn'"), claim)]) == []  # arm missing
+    assert size_confounds([("d", runs(2_000_000, 1_000_000).query("model != 'rnn'"), claim, "quick")]) == []
+    # a folder that compares them within the tolerance on the same dataset and budget is named (not one at
+    # another budget, nor one on another dataset)
+    (line,) = size_confounds([("a", runs(2_000_000, 1_950_000), claim, "full"),
+                              ("b", runs(1_469_796, 971_588), claim, "quick"),
+                              ("e", runs(1_463_588, 1_457_380), claim, "quick"),
+                              ("f", runs(1_463_588, 1_457_380, "imdb"), claim, "quick")])
+    assert line.endswith("not attention alone. `e` compares them within 5% at the same budget.")
 
 
 def test_a_folder_that_only_stops_differently_is_named_as_no_independent_evidence():
@@ -377,6 +385,24 @@ def test_a_folder_named_as_its_own_tuned_run_opens_the_report_once(tmp_path):
     sources = report._answer_sources(folder.path, {folder.path: table}, TunedRun(folder.path, tmp_path / "untuned"), [])
     assert list(sources.values()) == [folder.path]
     assert list(sources) == [f"budget full, {config.DataConfig().max_length} tokens, every neural model tuned"]
+
+
+def test_a_folder_tuned_within_one_parameter_band_says_so_in_its_label(tmp_path):
+    from bench.arms_report import tuned_words
+
+    folder = RunFolder(tmp_path / "banded")
+    folder.path.mkdir()
+    atomic_write_json(folder.config_json, config.from_dict({"budget": "quick", "models": ["rnn", "attn_rnn"],
+                                                            "model": KINDS}).to_dict())
+    study = {"param_floor": 1_420_000, "param_cap": 1_490_000}
+    atomic_write_json(folder.tuning_json, {f"ag_news/{m}": study for m in ("rnn", "attn_rnn", "transformer")})
+    assert folder.param_band() == (1_420_000, 1_490_000)
+    assert tuned_words(folder) == "every neural model tuned within 1.42-1.49 M parameters"
+    # a cap alone, or studies with different bands, is no band
+    atomic_write_json(folder.tuning_json, {"ag_news/rnn": study, "ag_news/attn_rnn": {**study, "param_floor": 0}})
+    assert folder.param_band() is None and tuned_words(folder) == "tuned: attn_rnn, rnn"
+    atomic_write_json(folder.tuning_json, {"ag_news/rnn": {"param_cap": 2_500_000}})
+    assert folder.param_band() is None and tuned_words(folder) == "tuned: rnn"
 
 
 def test_each_arms_table_says_the_device_its_units_trained_on(tmp_path):
