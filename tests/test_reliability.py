@@ -528,9 +528,10 @@ def test_tune_stops_cleanly_on_sigint_and_sigterm(tmp_path, tiny_config, keyword
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert "Traceback" not in err and f"{word}: finished trials are in the storage" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err and f"{word}: finished trials are in the storage" in err.strip().splitlines()[-1], \
+        err[-3000:]
     study = optuna.load_study(study_name=optuna.study.get_all_study_names(url)[0], storage=url)
-    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert not [t for t in study.trials if t.state.name == "RUNNING"], err[-3000:]
 
 
 def test_a_logged_error_raised_while_a_signal_was_handled_loses_its_traceback():
