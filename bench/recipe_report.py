@@ -2,7 +2,7 @@
 
 A recipe change (say, no dropout on the attention weights) is tried in a folder of its own, beside
 the folder it changes. This section names every setting the two folders differ in, read from
-their config.json files, and for each model run in both gives the paired run − baseline difference
+their config.json files (and a tuned folder's tuning.json: its chosen trials' parameters), and for each model run in both gives the paired run − baseline difference
 in test accuracy (t-interval, paired t p) and in the overfitting gap, with the training time, so
 the change's cost or gain is recomputed from the folders alone. Rows are exploratory: one paired t
 per row, not adjusted, not part of the claim's verdicts. Nothing here imports torch.
@@ -44,7 +44,8 @@ def _shown(flat: dict[str, Any], key: str) -> str:
 
 def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) -> list[tuple[str, str, str]]:
     """(key, baseline value, run value) for every result-deciding setting that differs: data, train,
-    the varied random sources, and the sections of `models`. Both configs pass through the config
+    the varied random sources, the sections of `models`, and, in a tuned folder, the parameters of
+    each study's chosen trial (`tuned.<dataset>/<model>.<key>`), which override the sections. Both configs pass through the config
     loader, so a key a folder was made before reads as its default, as it does when resuming."""
     sides = []
     for folder in (baseline, run):
@@ -52,6 +53,8 @@ def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) 
         d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULTS and k not in ("model", "vary")}
         d["vary"] = sorted(cfg.vary)
         d["model"] = {m: dataclasses.asdict(cfg.model[m]) for m in models if m in cfg.model}
+        d["tuned"] = {key: (study.get("best") or {}).get("params", {}) for key, study in folder.tuning().items()
+                      if key.split("/", 1)[-1] in models}  # a tuned folder's units train its chosen trial
         sides.append(dotted(d))
     old, new = sides
     return [(k, _shown(old, k), _shown(new, k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -110,7 +113,8 @@ def recipe_section(run_dir: Path, baseline_dir: Path, models: tuple[str, ...] = 
     out = [f"### `{rel_run}` against `{rel_base}`" + (f" ({', '.join(models)} only)" if models else ""), ""]
     if diffs:
         out += ["Settings that differ (baseline → this run; from each folder's config.json, a key a folder "
-                "predates read as its default; the device from runs.csv):", ""]
+                "predates read as its default, and a tuned folder's tuning.json, its chosen trials; the device "
+                "from runs.csv):", ""]
         out += [f"- `{key}`: {old} → {new}" for key, old, new in diffs]
         if any(key == "vary" for key, _, _ in diffs):
             out += ["", "The folders' seeds vary different random sources, so seed *k* is paired across them only in "

@@ -290,17 +290,16 @@ class RunFolder:
 
     def tuned_models(self) -> list[str]:
         """The models this folder's tuning studies tuned (tuning.json keys are "dataset/model"), in order."""
-        if not self.tuning_json.is_file():
-            return []
-        studies = json.loads(self.tuning_json.read_text())
-        return list(dict.fromkeys(key.split("/", 1)[-1] for key in studies))
+        return list(dict.fromkeys(key.split("/", 1)[-1] for key in self.tuning()))
+
+    def tuning(self) -> dict[str, dict]:
+        """tuning.json: one entry per study, keyed "dataset/model" (empty for an untuned folder)."""
+        return json.loads(self.tuning_json.read_text()) if self.tuning_json.is_file() else {}
 
     def param_band(self) -> tuple[int, int] | None:
         """(floor, cap) of trainable parameters when every tuning study pruned configs outside one band
         (a `param_floor` in the search file), else None: the tuned arms then differ in shape, not size."""
-        if not self.tuning_json.is_file():
-            return None
-        bands = {(s.get("param_floor") or 0, s.get("param_cap")) for s in json.loads(self.tuning_json.read_text()).values()}
+        bands = {(s.get("param_floor") or 0, s.get("param_cap")) for s in self.tuning().values()}
         if len(bands) != 1:
             return None
         ((floor, cap),) = bands

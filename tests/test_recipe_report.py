@@ -70,6 +70,20 @@ def test_the_settings_that_differ_are_named_with_what_a_deferring_value_means(tm
     assert setting_differences(run, base, []) == []
 
 
+def test_tuned_folders_differ_in_their_chosen_trials_parameters(tmp_path):
+    base = folder(tmp_path / "base", BASE)
+    run = folder(tmp_path / "run", CHANGED)
+    study = {"best": {"number": 80, "params": {"lr": 0.0045, "batch_size": 64}}}
+    atomic_write_json(base.tuning_json, {"ag_news/transformer": study})
+    atomic_write_json(run.tuning_json, {"ag_news/transformer": {"best": {"number": 0,
+                                                                         "params": {"lr": 0.0071, "batch_size": 64}}}})
+    assert setting_differences(run, base, ["transformer"]) == [("tuned.ag_news/transformer.lr", "`0.0045`", "`0.0071`")]
+    # against an untuned folder every chosen parameter is a difference; a model not compared is left out
+    assert setting_differences(run, folder(tmp_path / "plain", BASE), ["transformer"]) == [
+        ("tuned.ag_news/transformer.batch_size", "–", "`64`"), ("tuned.ag_news/transformer.lr", "–", "`0.0071`")]
+    assert setting_differences(run, base, []) == []
+
+
 def test_a_late_key_a_folder_predates_reads_as_its_default(tmp_path):
     base = folder(tmp_path / "base", BASE)
     run = folder(tmp_path / "run", CHANGED)
