@@ -2,9 +2,10 @@
 
 A recipe change (say, no dropout on the attention weights) is tried in a folder of its own, beside
 the folder it changes. This section names every setting the two folders differ in, read from
-their config.json files (and a tuned folder's tuning.json: its chosen trials' parameters), and for each model run in both gives the paired run − baseline difference
-in test accuracy (t-interval, paired t p) and in the overfitting gap, with the training time, so
-the change's cost or gain is recomputed from the folders alone. Rows are exploratory: one paired t
+their config.json files (and a tuned folder's tuning.json: its chosen trials' parameters), and for
+each model run in both gives the paired run − baseline difference in test accuracy (t-interval,
+paired t p) and in the overfitting gap, with the training time, so the change's cost or gain is
+recomputed from the folders alone. Rows are exploratory: one paired t
 per row, not adjusted, not part of the claim's verdicts. Nothing here imports torch.
 """
 from __future__ import annotations
@@ -45,8 +46,9 @@ def _shown(flat: dict[str, Any], key: str) -> str:
 def setting_differences(run: RunFolder, baseline: RunFolder, models: list[str]) -> list[tuple[str, str, str]]:
     """(key, baseline value, run value) for every result-deciding setting that differs: data, train,
     the varied random sources, the sections of `models`, and, in a tuned folder, the parameters of
-    each study's chosen trial (`tuned.<dataset>/<model>.<key>`), which override the sections. Both configs pass through the config
-    loader, so a key a folder was made before reads as its default, as it does when resuming."""
+    each study's chosen trial (`tuned.<dataset>/<model>.<key>`), which override the sections. Both
+    configs pass through the config loader, so a key a folder was made before reads as its default,
+    as it does when resuming."""
     sides = []
     for folder in (baseline, run):
         cfg = folder.stored_config()

@@ -4,7 +4,6 @@ expected best validation accuracy as a function of the number of trials (Dodge e
 with and without the pruned trials, also written to expected_best.csv."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -286,7 +285,7 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
     folder, report_dir = RunFolder(run_dir), Path(report_dir)
     if not folder.tuning_json.is_file() or not folder.trials_csv.is_file():
         return ""
-    info = json.loads(folder.tuning_json.read_text())
+    info = folder.tuning()
     frame = pd.read_csv(folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
     out = ["## Hyper-parameter tuning", "",
            "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
