@@ -8,7 +8,10 @@ accuracy; the seed stage then retrains that configuration with several seeds.
 - Storage: SQLite at `<run_dir>/optuna.db` by default, or any RDB URL (PostgreSQL for many
   workers on many machines). A running trial writes heartbeats; one whose worker died is
   failed and retried with the same parameters (RetryHeartbeatStaleTrialCallback), so rerunning the same
-  command after kill -9 continues the study up to the requested number of trials.
+  command after kill -9 continues the study up to the requested number of trials. Optuna never
+  fails a trial that has no heartbeat yet (its worker died between creating the trial and the
+  first beat): `fail_dead_trials` fails and retries those too, once they are older than the grace
+  period, or every later worker would wait for them forever.
 
 A study's budget counts *finished* trials: complete, pruned, and cleanly failed (diverged or
 crashed with a recorded reason). Trials failed because their worker died (stale heartbeat) are
@@ -200,6 +203,35 @@ def is_counted(trial) -> bool:
             and not trial.user_attrs.get("surplus", False))
 
 
+def fail_dead_trials(study, grace_s: float) -> None:
+    """Fail (and retry, via the storage's stale-trial callback) the trials of dead workers.
+
+    Optuna's `fail_stale_trials` covers trials whose heartbeat stopped. A trial whose worker died
+    before its first heartbeat has none, and Optuna leaves it RUNNING for ever; every later worker
+    would wait on it. The objective writes a heartbeat and then the `worker` attribute first thing,
+    so a RUNNING trial without that attribute, started more than `grace_s` ago, lost its worker
+    before the objective began."""
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.storages.fail_stale_trials(study)
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if "worker" in trial.user_attrs or started is None or (now - started).total_seconds() <= grace_s:
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker failed it first (and retried it)
+        log.info("trial %d failed: its worker died before the trial began", trial.number)
+        retry = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+        if retry is not None:
+            retry(study, next(t for t in study.get_trials() if t.number == trial.number))
+
+
 def count_finished(study) -> tuple[int, int]:
     """(counted finished trials, trials running now) of a study."""
     from optuna.trial import TrialState
@@ -251,6 +283,10 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
     n_trials = n_trials or st.trials
 
     def objective(trial: optuna.Trial) -> float:
+        # a heartbeat before the `worker` mark: a trial that has the mark is one Optuna can fail
+        # once its worker dies (see fail_dead_trials)
+        if getattr(trial.storage, "get_heartbeat_interval", lambda: None)() is not None:
+            trial.storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("epochs_run", 0)
         if _budget_used_up(trial, n_trials):
@@ -301,16 +337,15 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
     return objective
 
 
-def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_s: float = 60) -> int:
+def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_s: float = 60,
+              grace_s: float = 180) -> int:
     """Run trials until the study has `n_trials` counted trials (or the timeout); returns how many
     trials this call started. Waits while other workers' trials are in flight (they may die and
     be retried)."""
-    import optuna
-
     deadline = time.monotonic() + timeout if timeout else math.inf
     started, waiting_logged = 0, False
     while True:
-        optuna.storages.fail_stale_trials(study)  # marks dead workers' trials FAIL and re-queues them
+        fail_dead_trials(study, grace_s)  # marks dead workers' trials FAIL and re-queues them
         done, running = count_finished(study)
         if done >= n_trials:
             log.info("study %s: %d of %d trials finished", study.study_name, done, n_trials)
@@ -329,14 +364,12 @@ def run_study(study, objective, n_trials: int, timeout: float | None, heartbeat_
         started += 1
 
 
-def wait_for_running(study, heartbeat_s: float = 60) -> None:
+def wait_for_running(study, heartbeat_s: float = 60, grace_s: float = 180) -> None:
     """Block while other workers' trials are in flight (a dead worker's are failed once stale), so
     every worker re-ranks the same finished top."""
-    import optuna
-
     logged = False
     while True:
-        optuna.storages.fail_stale_trials(study)
+        fail_dead_trials(study, grace_s)
         _, running = count_finished(study)
         if not running:
             return
@@ -518,11 +551,11 @@ def tune_model(cfg: Config, data, model_name: str, run_dir: str | Path, *, stora
                  data.dataset, model_name, name, masked(url), n_trials, st.pruner, f"{st.param_cap:,}",
                  len(tdata.train), f" (subset of {len(data.train)})" if len(tdata.train) < len(data.train) else "")
         objective = make_objective(cfg, tdata, model_name, search, device, seed=seed, n_trials=n_trials)
-        run_study(study, objective, n_trials, timeout or None, st.heartbeat_s)
+        run_study(study, objective, n_trials, timeout or None, st.heartbeat_s, st.grace_s)
         if rerank_top:
             from bench import rerank
 
-            wait_for_running(study, st.heartbeat_s)
+            wait_for_running(study, st.heartbeat_s, st.grace_s)
             rerank.rerank(study, cfg, tdata, model_name, st.epochs or cfg.train.epochs, device, rerank_top,
                           rerank_seeds, worker, workers)
         run_dir.mkdir(parents=True, exist_ok=True)

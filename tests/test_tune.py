@@ -238,6 +238,36 @@ def test_a_trial_is_pruned_between_epochs_but_never_after_its_last(tmp_path, tin
 
 # ----------------------------------------------------------------------------- SQLite resume
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    """Optuna never fails a RUNNING trial that has no heartbeat (its worker was killed between
+    creating it and the first beat); without fail_dead_trials every later worker waits for it
+    for ever (a CI run hung 600 s on exactly this)."""
+    settings = _search(heartbeat_s=1, grace_s=2).settings
+    url = "sqlite:///" + str(tmp_path / "optuna.db")
+    with tune.opened_storage(url, settings) as storage:
+        study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+        orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # its worker "died" here
+
+        def objective(trial):
+            trial.set_user_attr("worker", "alive")
+            return trial.suggest_float("x", 0.0, 1.0)
+
+        assert tune.run_study(study, objective, n_trials=3, timeout=60, heartbeat_s=1, grace_s=2) == 3
+        trials = study.get_trials()
+    assert trials[orphan.number].state.name == "FAIL" and not tune.is_counted(trials[orphan.number])
+    (retry,) = [t for t in trials if tune.retried_trial_number(t) == orphan.number]
+    assert retry.state.name == "COMPLETE" and retry.params == orphan.params  # re-run with its parameters
+    assert sum(map(tune.is_counted, trials)) == 3 and len(trials) == 4
+    # a RUNNING trial that has begun (it has its worker mark) is left to Optuna's heartbeat check
+    with tune.opened_storage(url, settings) as storage:
+        study = optuna.load_study(storage=storage, study_name="s")
+        live = study.ask()
+        live.set_user_attr("worker", "alive")
+        time.sleep(2.5)
+        tune.fail_dead_trials(study, grace_s=2)
+        assert study.get_trials()[live.number].state.name == "RUNNING"
+
 def test_sqlite_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path, tiny_config, keyword_dir, search_file):
     n = 5
     url = "sqlite:///" + str(tmp_path / "out" / "optuna.db")
