@@ -120,20 +120,58 @@ def expected_max_table(curve) -> list[str]:
     return out + (["", flat] if flat else []) + [""]
 
 
-def flattening_words(curve) -> str:
-    """Whether the curve has flattened: its rise from the last point at or below half the trials to
-    the last point, both ways; under FLAT_PP on both, more trials of this search would add little."""
+def curve_rise(curve) -> tuple[int, int, dict[str, float]] | None:
+    """(n at half, last n, rise in pp both ways) of an expected-best curve from the last point at or below
+    half its trials to its last point; None when the curve is too short to say."""
+    if curve.empty:
+        return None
     last = curve.iloc[-1]
     earlier = curve[curve["trials"] <= last["trials"] / 2]
     if earlier.empty or not np.isfinite(last["completed_mean"]) or not np.isfinite(last["with_pruned_mean"]):
-        return ""
+        return None
     half = earlier.iloc[-1]
     rise = {col: (last[f"{col}_mean"] - half[f"{col}_mean"]) * 100 for col in ("completed", "with_pruned")}
+    return int(half["trials"]), int(last["trials"]), rise
+
+
+def flattening_words(curve) -> str:
+    """Whether the curve has flattened: its rise from the last point at or below half the trials to
+    the last point, both ways; under FLAT_PP on both, more trials of this search would add little."""
+    found = curve_rise(curve)
+    if found is None:
+        return ""
+    half, last, rise = found
     flat = all(r < FLAT_PP for r in rise.values())
-    return (f"From {int(half['trials'])} to {int(last['trials'])} trials the expected best rises "
+    return (f"From {half} to {last} trials the expected best rises "
             f"{rise['completed']:+.2f} pp (completed only) and {rise['with_pruned']:+.2f} pp (with pruned): "
             + (f"**flat** (both under {FLAT_PP} pp), so more trials of this search would likely add little."
                if flat else f"**still rising** (not both under {FLAT_PP} pp), so more trials could still help."))
+
+
+def study_outlook(run_dir: Path, dataset: str, model: str) -> str:
+    """How the study that tuned this arm in this folder ended, in a few words for the arms section: its
+    trials, whether its expected-best curve has flattened, and which chosen values sit at a range edge;
+    '' when the folder did not tune the arm."""
+    folder = RunFolder(run_dir)
+    if not folder.tuning_json.is_file() or not folder.trials_csv.is_file():
+        return ""
+    s = folder.tuning().get(f"{dataset}/{model}")
+    if not s:
+        return ""
+    frame = pd.read_csv(folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+    f = frame[frame["study"] == s["study"]]
+    words = f"tuned, {len(f)} trials"
+    found = curve_rise(expected_best_curve(f, s["study"]))
+    if found:
+        half, last, rise = found
+        shape = "flat" if all(r < FLAT_PP for r in rise.values()) else "**still rising**"
+        words += (f"; expected best {shape} from {half} to {last} trials "
+                  f"({rise['completed']:+.2f} / {rise['with_pruned']:+.2f} pp)")
+    best = s.get("best") or {}
+    edges = [p for p, v in sorted(best.get("params", {}).items()) if _edge_words(v, s["search_space"].get(p, {}))]
+    if edges:
+        words += f"; chosen {', '.join(edges)} at a range edge"
+    return words
 
 
 def _study_lines(s: dict[str, Any], f) -> list[str]:

@@ -172,6 +172,26 @@ def test_a_tuned_run_without_the_floor_borrows_its_untuned_runs_floor_only_on_th
     assert arms_table([short], floors={short: untuned}).empty
 
 
+def test_the_best_attempt_per_target_prefers_a_folder_that_met_it_then_enough_seeds(tmp_path):
+    met = arms_folder(tmp_path / "met", "full", {"rnn": [0.884] * 6, "attn_rnn": [0.896] * 6, "tfidf": [0.88] * 6})
+    few = arms_folder(tmp_path / "few", "full", {"rnn": [0.889] * 5, "attn_rnn": [0.899] * 5, "tfidf": [0.88] * 5})
+    quick = arms_folder(tmp_path / "quick", "quick", {"rnn": [0.82] * 6, "tfidf": [0.84] * 6}, max_length=128)
+    table = arms_table([met, few, quick])
+    attempts = arms_report.best_attempts(table).set_index(["budget", "model"])
+    assert list(attempts.index) == [("quick", "rnn"), ("full", "rnn"), ("full", "attn_rnn")]  # quick first; run arms only
+    # attn_rnn: met in `met` (6 seeds) though `few` has the higher mean on 5 seeds
+    assert attempts.loc[("full", "attn_rnn"), "best"]["folder"] == met
+    assert (attempts.loc[("full", "attn_rnn"), "folders"], attempts.loc[("full", "attn_rnn"), "met_in"]) == (2, 1)
+    # rnn: met nowhere; the attempt over 6 seeds beats a higher mean over 5
+    assert attempts.loc[("full", "rnn"), "best"]["folder"] == met and attempts.loc[("full", "rnn"), "met_in"] == 0
+    md = arms_section([met, few, quick], report_dir=tmp_path)
+    assert "### Best attempt per target" in md and md.index("### Best attempt per target") < md.index(
+        "### Which targets are met")
+    assert "| IMDB | full | attn_rnn | ≥ 89.5% and ≥ floor | 2 (1) | [`" in md and "](met) | 89.60 |" in md
+    assert "| IMDB | full | rnn | ≥ 89.0% and ≥ floor | 2 (0) |" in md and "not tuned in this folder |" in md
+    assert "read its best mean as optimistic" in md
+    assert "Best attempt" not in arms_section([met])  # one folder: its table is its best attempt
+
 def x_ci(values: list[float]) -> str:
     x = np.array(values) * 100
     lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))

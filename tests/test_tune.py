@@ -484,6 +484,25 @@ def test_the_expected_best_curve_says_whether_it_has_flattened():
 
 
 
+def test_a_studys_outlook_names_its_trials_its_curve_and_its_edges(tmp_path):
+    """The arms section's one-cell account of how an arm's tuning ended."""
+    folder = RunFolder(tmp_path)
+    values = [0.50, 0.62, 0.55, 0.70, 0.66, 0.74, 0.60, 0.79, 0.81, 0.68, 0.85, 0.90]
+    pd.DataFrame({"study": "s", "state": "COMPLETE", "value": values, "last_value": values,
+                  "reason": ""}).to_csv(folder.trials_csv, index=False)
+    spec = {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+            "hidden_dim": {"type": "int", "low": 16, "high": 64}}
+    folder.tuning_json.write_text(json.dumps({"imdb/rnn": {"study": "s", "search_space": spec,
+                                                           "best": {"params": {"lr": 0.0098, "hidden_dim": 40}}}}))
+    curve = tuning_report.expected_best_curve(pd.read_csv(folder.trials_csv), "s")
+    half, last, rise = tuning_report.curve_rise(curve)
+    assert (half, last) == (5, 12) and rise["completed"] > tuning_report.FLAT_PP
+    assert tuning_report.study_outlook(tmp_path, "imdb", "rnn") == (
+        f"tuned, 12 trials; expected best **still rising** from 5 to 12 trials "
+        f"({rise['completed']:+.2f} / {rise['with_pruned']:+.2f} pp); chosen lr at a range edge")
+    assert tuning_report.study_outlook(tmp_path, "imdb", "attn_rnn") == ""  # not tuned here
+    assert tuning_report.study_outlook(tmp_path / "none", "imdb", "rnn") == ""
+
 def test_polling_a_postgres_study_does_not_pile_up_connections(pg_url, postgres_server):
     """CI once failed with "too many clients": every poll opened an engine and kept it."""
     with tune.opened_storage(pg_url, _search().settings) as storage:
