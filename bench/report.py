@@ -27,6 +27,7 @@ from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportMa
                            atomic_write_text, device_names, failed_runs, load_manifest, ok_runs, relative_link)
 from bench.results import ordered_datasets as _datasets, ordered_models as _models
 from bench.speed_report import speed_section
+from bench.stats import CONFIRMATORY
 from bench.stats_report import claim_glance, claim_lines, hypothesis_words, run_claim, statistics_section, tests_claim
 from bench.tuning_report import tuning_section
 from bench.variance_report import variance_section
@@ -61,7 +62,9 @@ def answer_section(run_dirs: dict[str, Path], tables: dict[Path, pd.DataFrame]) 
                                ok_by_folder[d], (claims[d].model_a, claims[d].model_b)) for d in run_dirs.values()])
     sizes = size_confounds([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b),
                              cfgs[d].budget) for d in run_dirs.values()])
-    notes = [line for line in repeats + shared + sizes if line]
+    searches = retuned_claims([(relative_link(d, Path.cwd()), ok_by_folder[d], (claims[d].model_a, claims[d].model_b),
+                                cfgs[d], RunFolder(d).tuning(), tables[d]) for d in run_dirs.values()])
+    notes = [line for line in repeats + shared + sizes + searches if line]
     out += notes + [""] if notes else []
     for label, run_dir in run_dirs.items():
         folder, ok = RunFolder(run_dir), ok_by_folder[run_dir]
@@ -132,6 +135,45 @@ def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str], str]]
                    f"{models[0]} and {models[1]} at different sizes, not attention alone."
                    + (f" {' and '.join(matched)} compare{'s' if len(matched) == 1 else ''} them within "
                       f"{SIZE_TOLERANCE:.0%} at the same budget." if matched else ""))
+    return out
+
+
+def retuned_claims(folders: list[tuple[str, pd.DataFrame, tuple[str, str], Config, dict, pd.DataFrame]]) -> list[str]:
+    """A line for each dataset where two or more folders tune both claim models at the same budget and
+    truncation, within `SIZE_TOLERANCE` of each other in size, by different searches (other studies):
+    their test-accuracy effects side by side. Each folder's interval holds its chosen configurations
+    fixed, so the spread between searches is uncertainty none of them shows; where their verdicts differ,
+    the verdict at that budget depends on the search. `folders`: (name, ok runs, (model A, model B),
+    stored config, tuning.json contents, comparison table) in report order."""
+    groups: dict[tuple, list[tuple[str, pd.Series]]] = {}
+    for name, ok, models, cfg, tuning, table in folders:
+        for dataset in _datasets(ok):
+            studies = [tuning.get(f"{dataset}/{m}", {}).get("study") for m in models]
+            d = ok[ok["dataset"] == dataset]
+            size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
+            if None in studies or any(pd.isna(x) or x <= 0 for x in size) or size_spread(size) > SIZE_TOLERANCE:
+                continue
+            claim = table[(table["dataset"] == dataset) & (table["metric"] == "test_acc") & (table["n"] >= 1)
+                          & (table["model_a"] == models[0]) & (table["model_b"] == models[1])
+                          & (table["family"] == CONFIRMATORY)]
+            if len(claim):
+                key = (dataset, cfg.budget, cfg.data.max_length, models)
+                groups.setdefault(key, []).append((name, tuple(studies), claim.iloc[0]))
+    out = []
+    for (dataset, budget, max_length, models), rows in groups.items():
+        if len({studies for _, studies, _ in rows}) < 2:
+            continue
+        effects = " and ".join(f"{r['mean_diff'] * 100:+.2f} pp [{r['ci_low'] * 100:+.2f}, {r['ci_high'] * 100:+.2f}] "
+                               f"(**{r['verdict']}**, `{name}`)" for name, _, r in rows)
+        verdicts = {r["verdict"] for _, _, r in rows}
+        out.append(f"- {len(rows)} folders tune {models[0]} and {models[1]} on {DATASET_TITLES.get(dataset, dataset)} "
+                   f"at budget {budget} ({max_length} tokens), within {SIZE_TOLERANCE:.0%} of each other in size, "
+                   f"by different searches: {models[0]} − {models[1]} test accuracy {effects}. Each interval holds "
+                   "its folder's chosen configurations fixed, so the spread between searches is uncertainty none "
+                   "of them shows; "
+                   + ("their verdicts differ, so the verdict at this budget depends on which search chose the arms "
+                      "and neither settles it alone." if len(verdicts) > 1 else
+                      "their verdicts agree."))
     return out
 
 

@@ -344,6 +344,41 @@ def test_a_folder_that_repeats_another_experiment_is_named_as_no_independent_evi
     assert "on 1 shared seed, on the same device." in same[0]
 
 
+def test_folders_whose_searches_tuned_the_claim_arms_differently_are_set_side_by_side():
+    from bench.report import retuned_claims
+    from bench.stats import CONFIRMATORY
+
+    def runs(attn: int = 1_460_000, rnn: int = 1_457_000) -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": "ag_news", "model": m, "seed": s, "params": p}
+                             for s in range(6) for m, p in (("attn_rnn", attn), ("rnn", rnn))])
+
+    def table(diff: float, lo: float, hi: float, verdict: str) -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": "ag_news", "metric": "test_acc", "n": 6, "model_a": "attn_rnn",
+                              "model_b": "rnn", "family": CONFIRMATORY, "mean_diff": diff, "ci_low": lo,
+                              "ci_high": hi, "verdict": verdict}])
+
+    def tuning(tag: str) -> dict:
+        return {f"ag_news/{m}": {"study": f"ag_news-{m}-{tag}"} for m in ("attn_rnn", "rnn")}
+
+    cfg = config.from_dict({"budget": "quick", "data": {"max_length": 128}})
+    claim = ("attn_rnn", "rnn")
+    banded = ("a", runs(), claim, cfg, tuning("x"), table(-0.0009, -0.006, 0.0043, "not established"))
+    wide = ("b", runs(), claim, cfg, tuning("y"), table(-0.0096, -0.0131, -0.006, "contradicted"))
+    (line,) = retuned_claims([banded, wide])
+    assert line.startswith("- 2 folders tune attn_rnn and rnn on AG News at budget quick (128 tokens), within 5% "
+                           "of each other in size, by different searches: attn_rnn − rnn test accuracy -0.09 pp "
+                           "[-0.60, +0.43] (**not established**, `a`) and -0.96 pp [-1.31, -0.60] (**contradicted**, `b`).")
+    assert line.endswith("depends on which search chose the arms and neither settles it alone.")
+    agree = ("c", runs(), claim, cfg, tuning("z"), table(-0.002, -0.007, 0.003, "not established"))
+    assert retuned_claims([banded, agree])[0].endswith("their verdicts agree.")
+    assert retuned_claims([banded, ("d", *banded[1:])]) == []  # the same studies: one search, not two
+    assert retuned_claims([banded, ("e", runs(attn=2_000_000), *wide[2:])]) == []  # sizes apart: size_confounds'
+    untuned = ("f", runs(), claim, cfg, {}, wide[5])
+    assert retuned_claims([banded, untuned]) == []  # only tuned folders
+    other_budget = ("g", runs(), claim, config.from_dict({"budget": "full", "data": {"max_length": 128}}),
+                    tuning("y"), wide[5])
+    assert retuned_claims([banded, other_budget]) == []
+
 def test_claim_arms_of_different_sizes_are_named_in_the_brief():
     from bench.report import size_confounds
 
