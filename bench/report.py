@@ -110,6 +110,13 @@ def repeated_runs(folders: list[tuple[str, pd.DataFrame, tuple[str, str]]]) -> l
     return out + [""] if out else []
 
 
+def claim_sizes(ok: pd.DataFrame, dataset: str, models: tuple[str, str]) -> list[float] | None:
+    """The two claim models' parameter counts on a dataset (None when either is missing)."""
+    d = ok[ok["dataset"] == dataset]
+    size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
+    return None if any(pd.isna(x) or x <= 0 for x in size) else size
+
+
 def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str], str]]) -> list[str]:
     """A line for each folder and dataset where the claim's two models differ in size by more than
     `SIZE_TOLERANCE` (tuned arms each pick their own size): a difference between them is then also
@@ -119,9 +126,7 @@ def size_confounds(folders: list[tuple[str, pd.DataFrame, tuple[str, str], str]]
     sizes: dict[tuple[str, str], tuple[list[float], tuple[str, str], str]] = {}
     for name, ok, models, budget in folders:
         for dataset in _datasets(ok):
-            d = ok[ok["dataset"] == dataset]
-            size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
-            if not any(pd.isna(x) or x <= 0 for x in size):
+            if size := claim_sizes(ok, dataset, models):
                 sizes[name, dataset] = size, models, budget
     out = []
     for (name, dataset), (size, models, budget) in sizes.items():
@@ -149,9 +154,8 @@ def retuned_claims(folders: list[tuple[str, pd.DataFrame, tuple[str, str], Confi
     for name, ok, models, cfg, tuning, table in folders:
         for dataset in _datasets(ok):
             studies = [tuning.get(f"{dataset}/{m}", {}).get("study") for m in models]
-            d = ok[ok["dataset"] == dataset]
-            size = [pd.to_numeric(d.loc[d["model"] == m, "params"], errors="coerce").max() for m in models]
-            if None in studies or any(pd.isna(x) or x <= 0 for x in size) or size_spread(size) > SIZE_TOLERANCE:
+            size = claim_sizes(ok, dataset, models)
+            if None in studies or not size or size_spread(size) > SIZE_TOLERANCE:
                 continue
             claim = table[(table["dataset"] == dataset) & (table["metric"] == "test_acc") & (table["n"] >= 1)
                           & (table["model_a"] == models[0]) & (table["model_b"] == models[1])

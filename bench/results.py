@@ -296,6 +296,10 @@ class RunFolder:
         """tuning.json: one entry per study, keyed "dataset/model" (empty for an untuned folder)."""
         return json.loads(self.tuning_json.read_text()) if self.tuning_json.is_file() else {}
 
+    def trials(self) -> pd.DataFrame:
+        """trials.csv (one row per trial of every study here), its free-text columns read as text."""
+        return pd.read_csv(self.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+
     def param_band(self) -> tuple[int, int] | None:
         """(floor, cap) of trainable parameters when every tuning study pruned configs outside one band
         (a `param_floor` in the search file), else None: the tuned arms then differ in shape, not size."""

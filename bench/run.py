@@ -560,10 +560,8 @@ def tune_stage(plan: Plan, dataset: str, load_data: Callable[[], Any]) -> dict[s
 
 def track_study(plan: Plan, dataset: str, model: str, study: str) -> None:
     """Hand a finished study's trials (as trials.csv has them) to the tracker."""
-    import pandas as pd
-
     if plan.folder.trials_csv.is_file():
-        trials = pd.read_csv(plan.folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+        trials = plan.folder.trials()
         plan.tracker.study_finished(dataset, model, trials[trials["study"] == study])
 
 

@@ -211,6 +211,7 @@ def fail_dead_trials(study, grace_s: float) -> None:
     would wait on it. The objective writes a heartbeat and then the `worker` attribute first thing,
     so a RUNNING trial without that attribute, started more than `grace_s` ago, lost its worker
     before the objective began."""
+    import copy
     import datetime
 
     import optuna
@@ -229,7 +230,7 @@ def fail_dead_trials(study, grace_s: float) -> None:
         log.info("trial %d failed: its worker died before the trial began", trial.number)
         retry = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
         if retry is not None:
-            retry(study, next(t for t in study.get_trials() if t.number == trial.number))
+            retry(study, copy.deepcopy(study._storage.get_trial(trial._trial_id)))  # as fail_stale_trials does
 
 
 def count_finished(study) -> tuple[int, int]:

@@ -134,6 +134,11 @@ def curve_rise(curve) -> tuple[int, int, dict[str, float]] | None:
     return int(half["trials"]), int(last["trials"]), rise
 
 
+def is_flat(rise: dict[str, float]) -> bool:
+    """Both curves rose less than FLAT_PP: more trials of this search would likely add little."""
+    return all(r < FLAT_PP for r in rise.values())
+
+
 def flattening_words(curve) -> str:
     """Whether the curve has flattened: its rise from the last point at or below half the trials to
     the last point, both ways; under FLAT_PP on both, more trials of this search would add little."""
@@ -141,7 +146,7 @@ def flattening_words(curve) -> str:
     if found is None:
         return ""
     half, last, rise = found
-    flat = all(r < FLAT_PP for r in rise.values())
+    flat = is_flat(rise)
     return (f"From {half} to {last} trials the expected best rises "
             f"{rise['completed']:+.2f} pp (completed only) and {rise['with_pruned']:+.2f} pp (with pruned): "
             + (f"**flat** (both under {FLAT_PP} pp), so more trials of this search would likely add little."
@@ -158,17 +163,16 @@ def study_outlook(run_dir: Path, dataset: str, model: str) -> str:
     s = folder.tuning().get(f"{dataset}/{model}")
     if not s:
         return ""
-    frame = pd.read_csv(folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+    frame = folder.trials()
     f = frame[frame["study"] == s["study"]]
     words = f"tuned, {len(f)} trials"
     found = curve_rise(expected_best_curve(f, s["study"]))
     if found:
         half, last, rise = found
-        shape = "flat" if all(r < FLAT_PP for r in rise.values()) else "**still rising**"
+        shape = "flat" if is_flat(rise) else "**still rising**"
         words += (f"; expected best {shape} from {half} to {last} trials "
                   f"({rise['completed']:+.2f} / {rise['with_pruned']:+.2f} pp)")
-    best = s.get("best") or {}
-    edges = [p for p, v in sorted(best.get("params", {}).items()) if _edge_words(v, s["search_space"].get(p, {}))]
+    edges = edge_params(s)
     if edges:
         words += f"; chosen {', '.join(edges)} at a range edge"
     return words
@@ -220,15 +224,13 @@ def _best_lines(s: dict[str, Any]) -> list[str]:
            + f" validation accuracy **{best['value']:.2%}**"
            + (f", {best['params_count']:,} parameters" if best.get("params_count") else "") + ".", "",
            "| parameter | best value | searched |", "|---|---|---|"]
-    edges = []
     for p, v in sorted(best["params"].items()):
         spec = s["search_space"].get(p, {})
         searched = (", ".join(map(str, spec["choices"])) if spec.get("type") == "categorical" else
                     f"{_fmt(spec.get('low'))} – {_fmt(spec.get('high'))}{' (log)' if spec.get('log') else ''}")
-        edge = _edge_words(v, spec)
-        edges += [p] if edge else []
-        out.append(f"| {p} | {_fmt(v)} | {searched}{edge} |")
+        out.append(f"| {p} | {_fmt(v)} | {searched}{_edge_words(v, spec)} |")
     out.append("")
+    edges = edge_params(s)
     if edges:
         out += [f"{', '.join(edges)} ended within {EDGE:.0%} of a bound of the range searched: the best "
                 "configuration may lie outside it, so a wider range could find a better one.", ""]
@@ -250,6 +252,12 @@ def _edge_words(value: Any, spec: dict[str, Any]) -> str:
     where = (v - low) / (high - low)
     return (" — **near the top of its range**" if where >= 1 - EDGE else
             " — **near the bottom of its range**" if where <= EDGE else "")
+
+
+def edge_params(s: dict[str, Any]) -> list[str]:
+    """The parameters of a study's best trial that lie within `EDGE` of a bound of the range searched."""
+    params = (s.get("best") or {}).get("params", {})
+    return [p for p, v in sorted(params.items()) if _edge_words(v, s["search_space"].get(p, {}))]
 
 
 def _rerank_lines(s: dict[str, Any]) -> list[str]:
@@ -324,7 +332,7 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
     if not folder.tuning_json.is_file() or not folder.trials_csv.is_file():
         return ""
     info = folder.tuning()
-    frame = pd.read_csv(folder.trials_csv, dtype={"params": str, "reason": str, "worker": str})
+    frame = folder.trials()
     out = ["## Hyper-parameter tuning", "",
            "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
            "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
