@@ -21,6 +21,12 @@ SEARCH_PATH = CONFIG_DIR / "search.toml"
 # the best configuration re-runs the best trial, and its other seeds show how much of the best trial's
 # value was that seed's luck.
 TRIAL_SEED = 0
+# With settings.trial_seed = "per_trial", trial n trains with seed PER_TRIAL_SEED0 + n instead: a fixed seed
+# lets the sampler chase configurations that are lucky for that one seed (their luck is shared by
+# neighbouring configurations: same initialisation, same batch order), while seeds that vary leave it
+# noise it averages out. Far from the seed stage's 0, 1, 2, ... and the re-ranking's 1000, 1001, ...
+PER_TRIAL_SEED0 = 10_000
+TRIAL_SEEDS = ("fixed", "per_trial")
 PRUNERS = ("median", "hyperband")
 SPEC_TYPES = ("float", "int", "categorical")
 # fields a trial may not change: kind decides the model class, epochs/threads/... are settings
@@ -38,6 +44,7 @@ class TuneSettings:
     train_subset: int = 0
     epochs: int = 3
     sampler_seed: int = 0
+    trial_seed: str = "fixed"  # "fixed": every trial trains with TRIAL_SEED; "per_trial": PER_TRIAL_SEED0 + number
     startup_trials: int = 5
     heartbeat_s: int = 60
     grace_s: int = 180
@@ -162,6 +169,8 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
             raise BenchError(f"search key 'settings.{key}' must be >= 0, got {getattr(st, key)}")
     if st.pruner not in PRUNERS:
         raise BenchError(f"search key 'settings.pruner' must be median or hyperband, got '{st.pruner}'")
+    if st.trial_seed not in TRIAL_SEEDS:
+        raise BenchError(f"search key 'settings.trial_seed' must be fixed or per_trial, got '{st.trial_seed}'")
     if st.grace_s <= st.heartbeat_s:
         raise BenchError(f"search key 'settings.grace_s' ({st.grace_s}) must exceed settings.heartbeat_s "
                          f"({st.heartbeat_s})")
@@ -175,6 +184,12 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
             raise BenchError(f"search table '[{name}]' is empty: list at least one parameter")
         spaces[name] = {key: _named(name, key, spec) for key, spec in table.items()}
     return SearchSpace(settings=st, spaces=spaces, source=source)
+
+
+def trial_seed(settings: TuneSettings, number: int, fixed: int = TRIAL_SEED) -> int:
+    """The seed trial `number` trains with: `fixed` (TRIAL_SEED unless the caller picks another) or,
+    with settings.trial_seed = "per_trial", one of its own."""
+    return PER_TRIAL_SEED0 + number if settings.trial_seed == "per_trial" else fixed
 
 
 def _named(model: str, key: str, spec: Any) -> dict[str, Any]:

@@ -41,12 +41,13 @@ from typing import Any
 from bench import cli
 from bench.config import BenchError, Config, hashed_fields
 from bench.results import RunFolder, atomic_write_csv, atomic_write_json, default_run_dir
-from bench.search_space import TRIAL_SEED, SearchSpace, TuneSettings, apply_params, load_search, suggest
+from bench.search_space import (TRIAL_SEED, SearchSpace, TuneSettings, apply_params, load_search, suggest,
+                                trial_seed)
 
 log = logging.getLogger("bench")
 
 TRIALS_COLUMNS = ["study", "dataset", "model", "number", "state", "value", "params", "params_count",
-                  "epochs_run", "duration_s", "reason", "worker", "retry_of", "last_value"]
+                  "epochs_run", "duration_s", "reason", "worker", "retry_of", "last_value", "seed"]
 
 
 # ----------------------------------------------------------------------------- storage, study
@@ -154,6 +155,8 @@ def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) 
         st.pop(key)  # these bound or run a study; they do not change what a trial measures
     if not st["param_floor"]:
         st.pop("param_floor")  # added later: without a floor, a study keeps the name it had before
+    if st["trial_seed"] == "fixed":
+        st.pop("trial_seed")  # likewise: a fixed trial seed keeps the old names
     blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
             "train": hashed_fields(cfg.train), "model": hashed_fields(cfg.model[model_name])}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -272,7 +275,8 @@ def _prune(trial, reason: str):
 def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, device, seed: int = TRIAL_SEED,
                    n_trials: int | None = None):
     """The Optuna objective: suggest → build (over the parameter cap: pruned) → train with
-    per-epoch report/should_prune → the validation accuracy of the best (early-stopping) epoch."""
+    per-epoch report/should_prune → the validation accuracy of the best (early-stopping) epoch.
+    Every trial trains with `seed`, or with a seed of its own (settings.trial_seed = "per_trial")."""
     import optuna
 
     import bench.train as train_mod
@@ -292,6 +296,8 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
         trial.set_user_attr("epochs_run", 0)
         if _budget_used_up(trial, n_trials):
             return float("nan")
+        seed_n = trial_seed(st, trial.number, seed)
+        trial.set_user_attr("seed", seed_n)
         # 1. suggest
         try:
             tcfg = apply_params(cfg, model_name, suggest(trial, space))
@@ -299,7 +305,7 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
             raise _prune(trial, f"invalid configuration: {exc}") from None
         tcfg.train.epochs = epochs
         # 2. build; a model over the parameter cap (or under the floor) is pruned before training
-        model, train_cfg = build_for_unit(tcfg, model_name, data, seed)
+        model, train_cfg = build_for_unit(tcfg, model_name, data, seed_n)
         n_params = count_parameters(model)
         trial.set_user_attr("params_count", n_params)
         if n_params > st.param_cap or n_params < st.param_floor:
@@ -319,7 +325,7 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
 
         desc = f"{data.dataset}/{model_name}/trial{trial.number}"
         try:
-            fitted = train_mod.fit(model, data, train_cfg, device=device, seed=seed, desc=desc,
+            fitted = train_mod.fit(model, data, train_cfg, device=device, seed=seed_n, desc=desc,
                                    on_epoch=on_epoch)
         except train_mod.TrainingDiverged as exc:
             trial.set_user_attr("reason", f"diverged: {exc}")
@@ -416,11 +422,13 @@ def trials_frame(storage, study_names: list[str]):
                          "params": json.dumps(t.params, sort_keys=True),
                          "params_count": t.user_attrs.get("params_count"), "epochs_run": t.user_attrs.get("epochs_run"),
                          "duration_s": duration, "reason": reason, "worker": t.user_attrs.get("worker", ""),
-                         "retry_of": retried_trial_number(t), "last_value": _last_value(t)})
+                         "retry_of": retried_trial_number(t), "last_value": _last_value(t),
+                         "seed": t.user_attrs.get("seed")})
     frame = pd.DataFrame(rows, columns=TRIALS_COLUMNS)
     frame["params_count"] = frame["params_count"].astype("Int64")
     frame["epochs_run"] = frame["epochs_run"].astype("Int64")
     frame["retry_of"] = frame["retry_of"].astype("Int64")
+    frame["seed"] = frame["seed"].astype("Int64")
     return frame
 
 
@@ -487,7 +495,7 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
     try:
         b = rerank.chosen_trial(study)
         best = {"number": b.number, "value": b.value, "params": b.params,
-                "params_count": b.user_attrs.get("params_count")}
+                "params_count": b.user_attrs.get("params_count"), "seed": b.user_attrs.get("seed")}
     except ValueError:
         pass
     rows = rerank.table(study)
@@ -498,7 +506,7 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
             "param_floor": st.param_floor,
             "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
             "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
-            "sampler_seed": st.sampler_seed, "search_space": search.space(model_name), "best": best,
+            "sampler_seed": st.sampler_seed, "trial_seed": st.trial_seed, "search_space": search.space(model_name), "best": best,
             "importances": importances(study), "rerank": reranked}
 
 

@@ -4,6 +4,7 @@ expected best validation accuracy as a function of the number of trials (Dodge e
 with and without the pruned trials, also written to expected_best.csv."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,9 @@ def _study_lines(s: dict[str, Any], f) -> list[str]:
             + (f", floor **{floor:,}** (a tuned arm stays within that band)" if floor else "")
             + f"; {s['pruner']} pruner on "
             f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
-            f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned).", ""]
+            f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned); "
+            + ("each trial trained with a seed of its own." if s.get("trial_seed") == "per_trial"
+               else f"every trial trained with seed {TRIAL_SEED}."), ""]
 
 
 def _rerank_chose(s: dict[str, Any]) -> bool:
@@ -299,20 +302,28 @@ def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | 
         return []
     vals = rows["best_val_acc"].to_numpy(float)
     lo, hi = t_interval(vals)
-    seed0 = rows[rows["seed"] == TRIAL_SEED]
+    seed = best.get("seed")
+    seed = TRIAL_SEED if seed is None or (isinstance(seed, float) and math.isnan(seed)) else int(seed)
+    per_trial = s.get("trial_seed") == "per_trial"
+    whose = "the seed this trial trained with" if per_trial else "the seed every trial trained with"
+    seed0 = rows[rows["seed"] == seed]
     on_gpu = any(str(d).startswith("cuda") for d in rows.get("device", []))
     again = "" if seed0.empty else (
-        f" Seed {TRIAL_SEED}, the seed every trial trained with, gives {seed0['best_val_acc'].iloc[0]:.2%} here"
+        f" Seed {seed}, {whose}, gives {seed0['best_val_acc'].iloc[0]:.2%} here"
         + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - best["value"]) < 5e-5 else
            " (the re-run is not bit-identical" + (" on a GPU)" if on_gpu else ")")) + "; on test accuracy, "
-        f"which no trial read, seed {TRIAL_SEED} has {seed0['test_acc'].iloc[0]:.2%} "
-        f"and the other seeds {rows.loc[rows['seed'] != TRIAL_SEED, 'test_acc'].mean():.2%} on average.")
+        f"which no trial read, seed {seed} has {seed0['test_acc'].iloc[0]:.2%} "
+        f"and the other seeds {rows.loc[rows['seed'] != seed, 'test_acc'].mean():.2%} on average.")
+    if per_trial and seed0.empty:
+        again = (f" Every trial trained with a seed of its own (this one with seed {seed}), none of them a seed "
+                 "of the seed stage, so no seed stage run repeats a trial the study selected on.")
     diff = (best["value"] - vals.mean()) * 100
     which = "chosen" if _rerank_chose(s) else "best"
+    ranks_on = ("one seed per configuration (a different one each)" if per_trial else "one seed")
     return [f"**The best trial, re-seeded.** The seed stage trained this configuration with {len(rows)} seeds: "
             f"validation accuracy **{vals.mean():.2%}** [{lo:.2%}, {hi:.2%}] (95% t-interval), "
             f"{abs(diff):.2f} pp {'under' if diff >= 0 else 'over'} the {which} trial's {best['value']:.2%}.{again} "
-            "A study ranks its configurations on one seed and one validation split, so its best value is "
+            f"A study ranks its configurations on {ranks_on} and one validation split, so its best value is "
             "partly that seed's luck (the winner's curse): the seeds' mean is the fairer estimate of what the "
             "configuration does, and test accuracy, in the tables above, the headline.", ""]
 

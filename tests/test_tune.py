@@ -656,3 +656,30 @@ def test_a_best_value_at_the_edge_of_its_range_is_flagged():
     assert "| dropout | 0.2 | 0 – 0.5 |" in lines
     assert "lr ended within 5% of a bound of the range searched: the best configuration may lie outside it, so a " \
            "wider range could find a better one." in lines
+
+
+def test_per_trial_seeds_give_each_trial_its_own_seed_and_a_new_study(tmp_path, tiny_config, keyword_dir):
+    """settings.trial_seed = "per_trial": trial n trains with PER_TRIAL_SEED0 + n (recorded in trials.csv and
+    tuning.json), and the study is a new one; "fixed" keeps TRIAL_SEED and the study names of before."""
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    varied = _search(trials=3, epochs=1, train_subset=600, trial_seed="per_trial")
+    tune.tune_model(cfg, data, "rnn", tmp_path / "varied", device=torch.device("cpu"), search=varied)
+    frame = pd.read_csv(tmp_path / "varied" / "trials.csv")
+    assert list(frame["seed"]) == [search_space.PER_TRIAL_SEED0 + n for n in frame["number"]]
+    summary = json.loads((tmp_path / "varied" / "tuning.json").read_text())["imdb/rnn"]
+    assert summary["trial_seed"] == "per_trial"
+    assert summary["best"]["seed"] == search_space.PER_TRIAL_SEED0 + summary["best"]["number"]
+    assert "each trial trained with a seed of its own" in tuning_report.tuning_section(tmp_path / "varied", tmp_path)
+
+    fixed = _search(trials=3, epochs=1, train_subset=600)
+    tune.tune_model(cfg, data, "rnn", tmp_path / "fixed", device=torch.device("cpu"), search=fixed)
+    fixed_frame = pd.read_csv(tmp_path / "fixed" / "trials.csv")
+    assert (fixed_frame["seed"] == search_space.TRIAL_SEED).all()
+    # same configurations (same sampler seed), different seeds: different values for at least one trial
+    assert list(fixed_frame["params"]) == list(frame["params"])
+    assert not fixed_frame["value"].equals(frame["value"])
+    assert tune.study_name(cfg, "imdb", "rnn", varied) != tune.study_name(cfg, "imdb", "rnn", fixed)
+    assert tune.study_name(cfg, "imdb", "rnn", fixed) == tune.study_name(cfg, "imdb", "rnn", _search(trials=3, epochs=1,
+                                                                                                   train_subset=600))
+    with pytest.raises(BenchError, match="settings.trial_seed' must be fixed or per_trial"):
+        _search(trial_seed="random")
