@@ -162,22 +162,24 @@ def retuned_claims(folders: list[tuple[str, pd.DataFrame, tuple[str, str], Confi
                           & (table["family"] == CONFIRMATORY)]
             if len(claim):
                 key = (dataset, cfg.budget, cfg.data.max_length, models)
-                groups.setdefault(key, []).append((name, tuple(studies), claim.iloc[0]))
+                per_trial = all(tuning[f"{dataset}/{m}"].get("trial_seed") == "per_trial" for m in models)
+                label = f"`{name}`" + (", each trial on its own seed" if per_trial else "")
+                groups.setdefault(key, []).append((label, tuple(studies), claim.iloc[0]))
     out = []
     for (dataset, budget, max_length, models), rows in groups.items():
         if len({studies for _, studies, _ in rows}) < 2:
             continue
         effects = " and ".join(f"{r['mean_diff'] * 100:+.2f} pp [{r['ci_low'] * 100:+.2f}, {r['ci_high'] * 100:+.2f}] "
-                               f"(**{r['verdict']}**, `{name}`)" for name, _, r in rows)
+                               f"(**{r['verdict']}**, {label})" for label, _, r in rows)
         verdicts = {r["verdict"] for _, _, r in rows}
         out.append(f"- {len(rows)} folders tune {models[0]} and {models[1]} on {DATASET_TITLES.get(dataset, dataset)} "
                    f"at budget {budget} ({max_length} tokens), within {SIZE_TOLERANCE:.0%} of each other in size, "
                    f"by different searches: {models[0]} − {models[1]} test accuracy {effects}. Each interval holds "
                    "its folder's chosen configurations fixed, so the spread between searches is uncertainty none "
                    "of them shows; "
-                   + ("their verdicts differ, so the verdict at this budget depends on which search chose the arms "
-                      "and neither settles it alone." if len(verdicts) > 1 else
-                      "their verdicts agree."))
+                   + (("their verdicts differ, so the verdict at this budget depends on which search chose the arms "
+                       + ("and neither settles it alone." if len(rows) == 2 else "and no one of them settles it alone."))
+                      if len(verdicts) > 1 else "their verdicts agree."))
     return out
 
 

@@ -378,6 +378,11 @@ def test_folders_whose_searches_tuned_the_claim_arms_differently_are_set_side_by
     other_budget = ("g", runs(), claim, config.from_dict({"budget": "full", "data": {"max_length": 128}}),
                     tuning("y"), wide[5])
     assert retuned_claims([banded, other_budget]) == []
+    varied_tuning = {k: {**v, "trial_seed": "per_trial"} for k, v in tuning("v").items()}
+    varied = ("h", runs(), claim, cfg, varied_tuning, table(-0.004, -0.009, 0.001, "not established"))
+    (three,) = retuned_claims([banded, wide, varied])
+    assert three.startswith("- 3 folders tune") and "(**not established**, `h`, each trial on its own seed)." in three
+    assert three.endswith("depends on which search chose the arms and no one of them settles it alone.")
 
 def test_claim_arms_of_different_sizes_are_named_in_the_brief():
     from bench.report import size_confounds
