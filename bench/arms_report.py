@@ -15,7 +15,7 @@ from bench.model_report import folder_learning_curves
 from bench.paired import paired_t, t_interval
 from bench.results import (DATASET_TITLES, RunFolder, device_words, ok_runs, ordered_datasets, ordered_models,
                            relative_link)
-from bench.tuning_report import study_outlook
+from bench.tuning_report import optimism_table, study_outlook
 
 FLOOR = "tfidf"
 MIN_SEEDS = 6               # issue 13: targets are means over at least this many seeds
@@ -382,5 +382,6 @@ def arms_section(folders: list[Path], report_dir: Path | None = None, floors: di
             out += _reference_lines(rows)
     if table["folder"].nunique() > 1:  # one folder's table already is its best attempt
         out += best_attempt_table(table, report_dir)
+        out += optimism_table(list(dict.fromkeys(table["folder"])), report_dir)
     out += ["### Which targets are met", "", summary_paragraph(table), ""]
     return "\n".join(out)

@@ -286,24 +286,37 @@ def _rerank_lines(s: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
-def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | None) -> list[str]:
-    """The best trial against the seed stage's runs of the same configuration (`runs`: the folder's ok
-    runs, `cfg` its stored config; None before the seed stage): every trial trained with one seed, so
-    the best of many trials is partly the best of that seed's luck; the other seeds show how much.
-    Empty when the seed stage has no finished unit of exactly this configuration."""
+def trial_seed_of(best: dict[str, Any]) -> int:
+    """The seed a study's best trial trained with (TRIAL_SEED in studies from before it was recorded)."""
+    seed = best.get("seed")
+    return TRIAL_SEED if seed is None or (isinstance(seed, float) and math.isnan(seed)) else int(seed)
+
+
+def reseeded(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The seed stage's ok runs of the study's chosen configuration (`runs`: the folder's ok runs, `cfg`
+    its stored config; None before the seed stage); None when fewer than 2, or when the trials trained
+    otherwise than the seed stage (fewer epochs, a subset), so that their values are not comparable."""
     best = s.get("best")
-    if not best or runs is None:
-        return []
+    if not best or runs is None or cfg is None:
+        return None
     if s["epochs"] != cfg.train.epochs or s["train_rows"] < s["train_rows_full"]:
-        return []  # trials trained otherwise than the seed stage (fewer epochs, a subset): not comparable
+        return None
     want = apply_params(cfg, s["model"], best["params"]).unit_hash(s["model"])
     rows = runs[(runs["dataset"] == s["dataset"]) & (runs["model"] == s["model"]) & (runs["config_hash"] == want)]
-    if len(rows) < 2:
+    return rows if len(rows) >= 2 else None
+
+
+def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | None) -> list[str]:
+    """The best trial against the seed stage's runs of the same configuration (`reseeded`): every trial
+    trained with one seed, so the best of many trials is partly the best of that seed's luck; the other
+    seeds show how much. Empty when the seed stage has no comparable runs of exactly this configuration."""
+    rows = reseeded(s, cfg, runs)
+    if rows is None:
         return []
+    best = s["best"]
     vals = rows["best_val_acc"].to_numpy(float)
     lo, hi = t_interval(vals)
-    seed = best.get("seed")
-    seed = TRIAL_SEED if seed is None or (isinstance(seed, float) and math.isnan(seed)) else int(seed)
+    seed = trial_seed_of(best)
     per_trial = s.get("trial_seed") == "per_trial"
     whose = "the seed this trial trained with" if per_trial else "the seed every trial trained with"
     seed0 = rows[rows["seed"] == seed]
@@ -326,6 +339,65 @@ def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | 
             f"A study ranks its configurations on {ranks_on} and one validation split, so its best value is "
             "partly that seed's luck (the winner's curse): the seeds' mean is the fairer estimate of what the "
             "configuration does, and test accuracy, in the tables above, the headline.", ""]
+
+
+def optimism_rows(folders: list[Path]) -> pd.DataFrame:
+    """One row per tuning study whose chosen configuration the seed stage retrained (`reseeded`): the
+    chosen trial's validation accuracy, its re-ranked mean when the study was re-ranked, and the seed
+    stage's mean on the same validation split over its other seeds (a fixed-seed study's trial is re-run as
+    the seed stage's seed 0: left out, it would count its own luck twice). value − mean is how far
+    selection on the trial's own seed flattered the configuration (the winner's curse)."""
+    out = []
+    for path in folders:
+        folder = RunFolder(path)
+        if not (folder.tuning_json.is_file() and folder.runs_csv.is_file() and folder.config_json.is_file()):
+            continue
+        cfg, runs = folder.stored_config(), ok_runs(pd.read_csv(folder.runs_csv))
+        for s in folder.tuning().values():
+            rows = reseeded(s, cfg, runs)
+            if rows is None:
+                continue
+            rows = rows[rows["seed"] != trial_seed_of(s["best"])]  # not the trial itself, re-run
+            if len(rows) < 2:
+                continue
+            vals = rows["best_val_acc"].to_numpy(float)
+            lo, hi = t_interval(vals)
+            chosen = [r for r in (s.get("rerank") or {}).get("rows", []) if r["number"] == s["best"]["number"]]
+            out.append({"folder": Path(path), "dataset": s["dataset"], "model": s["model"],
+                        "trial_seed": s.get("trial_seed", "fixed"), "trials": s["trials_requested"],
+                        "value": s["best"]["value"], "rerank_mean": chosen[0]["mean"] if chosen else None,
+                        "n": len(vals), "mean": vals.mean(), "ci_low": lo, "ci_high": hi,
+                        "optimism": s["best"]["value"] - vals.mean()})
+    return pd.DataFrame(out, columns=["folder", "dataset", "model", "trial_seed", "trials", "value", "rerank_mean",
+                                      "n", "mean", "ci_low", "ci_high", "optimism"])
+
+
+def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
+    """The `optimism_rows` of every tuned folder as a table, with the mean optimism per trial-seed policy."""
+    rows = optimism_rows(folders)
+    if rows.empty:
+        return []
+    out = ["### How much of each study's best was its seed's luck?", "",
+           "_Each study chose the configuration whose trial (one seed, one validation split) scored best, re-ranked "
+           "over a few more seeds where marked; the seed stage then trained it with its own seeds. The chosen "
+           "value minus the seed stage's validation mean is how far the selection flattered the configuration "
+           "(the winner's curse); the seed stage's mean leaves out the trial's own seed where the seed stage re-ran "
+           "it. With a fixed trial seed the sampler can also climb configurations that are "
+           "lucky for that seed; a seed of its own per trial leaves it noise._", "",
+           "| folder | dataset | arm | trial seeds | trials | chosen trial val % | re-ranked mean % "
+           "| seed stage val %, other seeds (95% CI) | chosen − seed stage (pp) |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for _, r in rows.iterrows():
+        rerank = "–" if r["rerank_mean"] is None or pd.isna(r["rerank_mean"]) else f"{r['rerank_mean'] * 100:.2f}"
+        out.append(f"| [`{relative_link(r['folder'], Path.cwd())}`]({relative_link(r['folder'], report_dir)}) "
+                   f"| {r['dataset']} | {r['model']} | {'own per trial' if r['trial_seed'] == 'per_trial' else 'fixed'} "
+                   f"| {r['trials']} | {r['value'] * 100:.2f} | {rerank} | {r['mean'] * 100:.2f} "
+                   f"[{r['ci_low'] * 100:.2f}, {r['ci_high'] * 100:.2f}] (n={r['n']}) | {r['optimism'] * 100:+.2f} |")
+    means = [f"{len(g)} {'per-trial-seed' if policy == 'per_trial' else 'fixed-seed'} "
+             f"stud{'y' if len(g) == 1 else 'ies'} {g['optimism'].mean() * 100:+.2f} pp "
+             f"(range {g['optimism'].min() * 100:+.2f} to {g['optimism'].max() * 100:+.2f})"
+             for policy, g in rows.groupby("trial_seed", sort=True)]
+    return out + ["", "Mean chosen − seed stage: " + "; ".join(means) + ". The studies differ in dataset, budget, "
+                  "space and trial count as well, so set policies side by side only where those match.", ""]
 
 
 def _importance_lines(s: dict[str, Any]) -> list[str]:

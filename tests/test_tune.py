@@ -683,3 +683,20 @@ def test_per_trial_seeds_give_each_trial_its_own_seed_and_a_new_study(tmp_path, 
                                                                                                    train_subset=600))
     with pytest.raises(BenchError, match="settings.trial_seed' must be fixed or per_trial"):
         _search(trial_seed="random")
+
+
+def test_a_studys_optimism_is_its_chosen_value_minus_the_seed_stage_mean_without_the_trial_itself():
+    """On a committed fixed-seed folder: the seed stage's seed 0 re-runs the chosen trial, so it is left
+    out of the mean the chosen value is set against; the table names the policy and the pooled mean."""
+    folder = REPO / "results" / "quick-ag-banded-wide"
+    rows = tuning_report.optimism_rows([folder, REPO / "results" / "quick"])  # an untuned folder adds nothing
+    assert sorted(rows["model"]) == ["attn_rnn", "rnn", "transformer"] and (rows["trial_seed"] == "fixed").all()
+    attn = rows[rows["model"] == "attn_rnn"].iloc[0]
+    chosen = json.loads((folder / "tuning.json").read_text())["ag_news/attn_rnn"]["best"]["value"]
+    runs = pd.read_csv(folder / "runs.csv")
+    seeds = runs[(runs["model"] == "attn_rnn") & (runs["status"] == "ok") & (runs["seed"] != 0)]
+    assert attn["n"] == 5 and attn["mean"] == pytest.approx(seeds["best_val_acc"].mean(), abs=1e-12)
+    assert attn["optimism"] == pytest.approx(chosen - seeds["best_val_acc"].mean(), abs=1e-12)
+    md = "\n".join(tuning_report.optimism_table([folder], REPO))
+    assert f"| {attn['optimism'] * 100:+.2f} |" in md
+    assert f"Mean chosen − seed stage: 3 fixed-seed studies {rows['optimism'].mean() * 100:+.2f} pp" in md
