@@ -352,7 +352,7 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
         folder = RunFolder(path)
         if not (folder.tuning_json.is_file() and folder.runs_csv.is_file() and folder.config_json.is_file()):
             continue
-        cfg, runs = folder.stored_config(), ok_runs(pd.read_csv(folder.runs_csv))
+        cfg, runs, info = folder.stored_config(), ok_runs(pd.read_csv(folder.runs_csv)), folder.datasets_info()
         for s in folder.tuning().values():
             rows = reseeded(s, cfg, runs)
             if rows is None:
@@ -367,9 +367,10 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
                         "trial_seed": s.get("trial_seed", "fixed"), "trials": s["trials_requested"],
                         "value": s["best"]["value"], "rerank_mean": chosen[0]["mean"] if chosen else None,
                         "n": len(vals), "mean": vals.mean(), "ci_low": lo, "ci_high": hi,
-                        "optimism": s["best"]["value"] - vals.mean()})
+                        "optimism": s["best"]["value"] - vals.mean(),
+                        "val_texts": info.get(s["dataset"], {}).get("val")})
     return pd.DataFrame(out, columns=["folder", "dataset", "model", "trial_seed", "trials", "value", "rerank_mean",
-                                      "n", "mean", "ci_low", "ci_high", "optimism"])
+                                      "n", "mean", "ci_low", "ci_high", "optimism", "val_texts"])
 
 
 def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
@@ -383,15 +384,22 @@ def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
            "value minus the seed stage's validation mean is how far the selection flattered the configuration "
            "(the winner's curse); the seed stage's mean leaves out the trial's own seed where the seed stage re-ran "
            "it. With a fixed trial seed the sampler can also climb configurations that are "
-           "lucky for that seed; a seed of its own per trial leaves it noise._", "",
+           "lucky for that seed; a seed of its own per trial leaves it noise. The gap holds the split fixed, so it "
+           "leaves out the validation split's own sampling error, whose size the last column gives (the binomial "
+           "standard error of the seed stage's mean accuracy on that many texts): a study that ranks many "
+           "configurations on so few texts also fits the split, and only test accuracy shows how much._", "",
            "| folder | dataset | arm | trial seeds | trials | chosen trial val % | re-ranked mean % "
-           "| seed stage val %, other seeds (95% CI) | chosen − seed stage (pp) |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+           "| seed stage val %, other seeds (95% CI) | chosen − seed stage (pp) | val texts (SE, pp) |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for _, r in rows.iterrows():
         rerank = "–" if r["rerank_mean"] is None or pd.isna(r["rerank_mean"]) else f"{r['rerank_mean'] * 100:.2f}"
         out.append(f"| [`{relative_link(r['folder'], Path.cwd())}`]({relative_link(r['folder'], report_dir)}) "
                    f"| {r['dataset']} | {r['model']} | {'own per trial' if r['trial_seed'] == 'per_trial' else 'fixed'} "
                    f"| {r['trials']} | {r['value'] * 100:.2f} | {rerank} | {r['mean'] * 100:.2f} "
-                   f"[{r['ci_low'] * 100:.2f}, {r['ci_high'] * 100:.2f}] (n={r['n']}) | {r['optimism'] * 100:+.2f} |")
+                   f"[{r['ci_low'] * 100:.2f}, {r['ci_high'] * 100:.2f}] (n={r['n']}) | {r['optimism'] * 100:+.2f} | "
+                   + ("–" if pd.isna(r["val_texts"]) else
+                      f"{int(r['val_texts']):,} ({math.sqrt(r['mean'] * (1 - r['mean']) / r['val_texts']) * 100:.2f})")
+                   + " |")
     means = [f"{len(g)} {'per-trial-seed' if policy == 'per_trial' else 'fixed-seed'} "
              f"stud{'y' if len(g) == 1 else 'ies'} {g['optimism'].mean() * 100:+.2f} pp "
              f"(range {g['optimism'].min() * 100:+.2f} to {g['optimism'].max() * 100:+.2f})"
