@@ -1,9 +1,10 @@
 """Re-rank a finished study's best trials over more seeds, so the seed stage gets the configuration
 that is best on average rather than the one whose single trial seed was luckiest.
 
-Every trial trains with one seed (`TRIAL_SEED`, or one of its own with settings.trial_seed = "per_trial")
-and is scored on one validation split, so the best of many trials is partly the best of that seed's luck (the winner's curse: on the committed studies
-the seed stage's validation mean lay 1.2-2.3 pp under the best trial's value). Here the `top`
+Every trial trains with one seed (`TRIAL_SEED`, or one of its own with settings.trial_seed =
+"per_trial") and is scored on one validation split, so the best of many trials is partly the best of
+that seed's luck (the winner's curse: on the committed studies the seed stage's validation mean lay
+1.2-2.3 pp under the best trial's value). Here the `top`
 completed trials are trained again, unchanged, with `seeds` extra seeds (numbered from
 `RERANK_SEED0`, apart from the seed stage's 0, 1, 2, ...), on the same training rows and
 epochs as the trials, and scored on the same validation split; the test split is not read.
