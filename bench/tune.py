@@ -506,7 +506,8 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
             "param_floor": st.param_floor,
             "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
             "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
-            "sampler_seed": st.sampler_seed, "trial_seed": st.trial_seed, "search_space": search.space(model_name), "best": best,
+            "sampler_seed": st.sampler_seed, "trial_seed": st.trial_seed, "search_space": search.space(model_name),
+            "best": best,
             "importances": importances(study), "rerank": reranked}
 
 
