@@ -20,6 +20,7 @@ from bench.arms_report import SIZE_TOLERANCE, arms_section, size_spread, tuned_w
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
+from bench.paired import t_interval
 from bench.model_report import (folder_learning_curves, mean_sd, model_table, paired_diff_cell, plot_ablation,
                                 plot_gap, verdict)
 from bench.recipe_report import recipe_checks_section
@@ -179,8 +180,22 @@ def retuned_claims(folders: list[tuple[str, pd.DataFrame, tuple[str, str], Confi
                    "of them shows; "
                    + (("their verdicts differ, so the verdict at this budget depends on which search chose the arms "
                        + ("and neither settles it alone." if len(rows) == 2 else "and no one of them settles it alone."))
-                      if len(verdicts) > 1 else "their verdicts agree."))
+                      if len(verdicts) > 1 else "their verdicts agree.")
+                   + (across_searches([r["mean_diff"] for _, _, r in rows]) if len(rows) >= 3 else ""))
     return out
+
+
+def across_searches(effects: list[float]) -> str:
+    """The folders' effects taken as draws of the search: their mean and a t-interval over them, which
+    counts how much the choice of configurations moves the effect (each folder's own interval does not)."""
+    lo, hi = t_interval(effects)
+    mean = sum(effects) / len(effects)
+    word = ("holds across them" if lo > 0 else "is contradicted across them" if hi < 0 else
+            "is **not established** across them")
+    return (f" Taken as {len(effects)} draws of the search, the effect averages {mean * 100:+.2f} pp, 95% t-interval "
+            f"over the searches [{lo * 100:+.2f}, {hi * 100:+.2f}]: with the search's own variation counted, the "
+            f"claim {word}. The searches differ in design (space, trial count, trial seeds), so this is a rough "
+            "measure of that variation, not an estimate for one search procedure.")
 
 
 # settings that decide only which epoch is kept and when training stops, not the training up to then

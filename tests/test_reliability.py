@@ -452,7 +452,7 @@ def test_the_repository_manifest_states_todays_report_command():
         "python -m bench.report results/quick --other results/full-imdb-strong --other results/full-imdb-bigru "
         "--ablation results/ablation --other "
         "results/full-ag --other results/quick-tuned --other results/full-imdb --tuned-pair results/full-ag-tuned "
-        "results/full-ag --tuned results/quick-ag-tuned --tuned results/quick-ag-banded --tuned results/quick-ag-banded-wide --tuned results/quick-imdb-tuned --tuned results/quick-imdb-lr "
+        "results/full-ag --tuned results/quick-ag-tuned --tuned results/quick-ag-banded --tuned results/quick-ag-banded-wide --tuned results/quick-ag-banded-varied --tuned results/quick-imdb-tuned --tuned results/quick-imdb-lr "
         "--tuned-pair results/full-imdb-cuda-tuned results/full-imdb-cuda --other results/full-imdb-cuda-valacc "
         "--variance results/variance-init --variance results/variance-order --variance "
         "results/variance-split --recipe-pair results/full-ag-attn-dropout0 results/full-ag --recipe-pair "
@@ -462,7 +462,8 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-imdb-strong transformer --recipe-pair results/full-imdb-cuda-valacc results/full-imdb-cuda "
         "--recipe-pair results/full-imdb-bigru-valacc results/full-imdb-bigru --recipe-pair "
         "results/full-imdb-cuda-pad64 results/full-imdb-cuda transformer --recipe-pair results/quick-imdb-lr "
-        "results/quick-imdb-tuned transformer --recipe-pair results/quick-ag-banded-wide results/quick-ag-banded rnn attn_rnn transformer".split(" --"))
+        "results/quick-imdb-tuned transformer --recipe-pair results/quick-ag-banded-wide results/quick-ag-banded rnn attn_rnn transformer --recipe-pair "
+        "results/quick-ag-banded-varied results/quick-ag-banded-wide rnn attn_rnn transformer".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
