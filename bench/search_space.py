@@ -45,6 +45,7 @@ class TuneSettings:
     epochs: int = 3
     sampler_seed: int = 0
     trial_seed: str = "fixed"  # "fixed": every trial trains with TRIAL_SEED; "per_trial": PER_TRIAL_SEED0 + number
+    seeds_per_trial: int = 1   # a trial's value is the mean best-epoch validation accuracy over this many seeds
     startup_trials: int = 5
     heartbeat_s: int = 60
     grace_s: int = 180
@@ -158,7 +159,7 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
         if (hint is int and (isinstance(value, bool) or not isinstance(value, int))) or not isinstance(value, hint):
             raise BenchError(f"search key 'settings.{key}' must be {hint.__name__}, got {value!r}")
         setattr(st, key, value)
-    for key in ("trials", "param_cap", "heartbeat_s", "grace_s", "startup_trials"):
+    for key in ("trials", "param_cap", "heartbeat_s", "grace_s", "startup_trials", "seeds_per_trial"):
         if getattr(st, key) <= 0:
             raise BenchError(f"search key 'settings.{key}' must be positive, got {getattr(st, key)}")
     if st.param_floor >= st.param_cap:
@@ -186,10 +187,12 @@ def parse_search(raw: dict[str, Any], source: str = "<search>") -> SearchSpace:
     return SearchSpace(settings=st, spaces=spaces, source=source)
 
 
-def trial_seed(settings: TuneSettings, number: int, fixed: int = TRIAL_SEED) -> int:
-    """The seed trial `number` trains with: `fixed` (TRIAL_SEED unless the caller picks another) or,
-    with settings.trial_seed = "per_trial", one of its own."""
-    return PER_TRIAL_SEED0 + number if settings.trial_seed == "per_trial" else fixed
+def trial_seeds(settings: TuneSettings, number: int, fixed: int = TRIAL_SEED) -> list[int]:
+    """The seeds trial `number` trains with (settings.seeds_per_trial of them): from `fixed` (TRIAL_SEED
+    unless the caller picks another) up, or, with settings.trial_seed = "per_trial", seeds of its own."""
+    k = settings.seeds_per_trial
+    first = PER_TRIAL_SEED0 + number * k if settings.trial_seed == "per_trial" else fixed
+    return [first + j for j in range(k)]
 
 
 def _named(model: str, key: str, spec: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from bench import cli
 from bench.config import BenchError, Config, hashed_fields
 from bench.results import RunFolder, atomic_write_csv, atomic_write_json, default_run_dir
 from bench.search_space import (TRIAL_SEED, SearchSpace, TuneSettings, apply_params, load_search, suggest,
-                                trial_seed)
+                                trial_seeds)
 
 log = logging.getLogger("bench")
 
@@ -157,6 +157,8 @@ def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) 
         st.pop("param_floor")  # added later: without a floor, a study keeps the name it had before
     if st["trial_seed"] == "fixed":
         st.pop("trial_seed")  # likewise: a fixed trial seed keeps the old names
+    if st["seeds_per_trial"] == 1:
+        st.pop("seeds_per_trial")  # and one seed per trial
     blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
             "train": hashed_fields(cfg.train), "model": hashed_fields(cfg.model[model_name])}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -276,7 +278,9 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
                    n_trials: int | None = None):
     """The Optuna objective: suggest → build (over the parameter cap: pruned) → train with
     per-epoch report/should_prune → the validation accuracy of the best (early-stopping) epoch.
-    Every trial trains with `seed`, or with a seed of its own (settings.trial_seed = "per_trial")."""
+    Every trial trains with `seed`, or with a seed of its own (settings.trial_seed = "per_trial"); with
+    settings.seeds_per_trial = k it trains k times and its value is their mean, the pruner fed by the
+    first seed's epochs (a pruner compares trials step by step, so one seed's curve per trial)."""
     import optuna
 
     import bench.train as train_mod
@@ -296,7 +300,8 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
         trial.set_user_attr("epochs_run", 0)
         if _budget_used_up(trial, n_trials):
             return float("nan")
-        seed_n = trial_seed(st, trial.number, seed)
+        seeds = trial_seeds(st, trial.number, seed)
+        seed_n = seeds[0]
         trial.set_user_attr("seed", seed_n)
         # 1. suggest
         try:
@@ -324,9 +329,15 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
                                     f"(val acc {record.val_acc:.4f})")
 
         desc = f"{data.dataset}/{model_name}/trial{trial.number}"
+        values = []
         try:
-            fitted = train_mod.fit(model, data, train_cfg, device=device, seed=seed_n, desc=desc,
-                                   on_epoch=on_epoch)
+            for i, s in enumerate(seeds):
+                if i:  # the first seed's model is built above; the others start from their own weights
+                    model, train_cfg = build_for_unit(tcfg, model_name, data, s)
+                fitted = train_mod.fit(model, data, train_cfg, device=device, seed=s,
+                                       desc=desc if len(seeds) == 1 else f"{desc}/seed{s}",
+                                       on_epoch=on_epoch if i == 0 else None)
+                values.append(float(fitted.best.val_acc))
         except train_mod.TrainingDiverged as exc:
             trial.set_user_attr("reason", f"diverged: {exc}")
             log.warning("%s failed: %s", desc, exc)
@@ -336,9 +347,13 @@ def make_objective(cfg: Config, data, model_name: str, search: SearchSpace, devi
         except Exception as exc:  # a crash is recorded with its reason, then stops the worker
             trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:300])
             raise
-        # 4. the objective: validation accuracy of the restored epoch
-        value = fitted.best.val_acc
-        log.info("%s: val acc %.4f (%s parameters, %d epochs)", desc, value, f"{n_params:,}", len(fitted.history))
+        # 4. the objective: validation accuracy of the restored epoch (the mean over the trial's seeds)
+        value = sum(values) / len(values)
+        if len(seeds) > 1:
+            trial.set_user_attr("seeds", seeds)
+            trial.set_user_attr("seed_values", values)
+        log.info("%s: val acc %.4f (%s parameters, %d epochs%s)", desc, value, f"{n_params:,}", len(fitted.history),
+                 f", mean of {len(seeds)} seeds" if len(seeds) > 1 else "")
         return float(value)
 
     return objective
@@ -495,7 +510,8 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
     try:
         b = rerank.chosen_trial(study)
         best = {"number": b.number, "value": b.value, "params": b.params,
-                "params_count": b.user_attrs.get("params_count"), "seed": b.user_attrs.get("seed")}
+                "params_count": b.user_attrs.get("params_count"), "seed": b.user_attrs.get("seed"),
+                "seeds": b.user_attrs.get("seeds"), "seed_values": b.user_attrs.get("seed_values")}
     except ValueError:
         pass
     rows = rerank.table(study)
@@ -506,8 +522,8 @@ def tuning_summary(study, cfg: Config, data, model_name: str, search: SearchSpac
             "param_floor": st.param_floor,
             "train_subset": st.train_subset, "train_rows": train_rows, "train_rows_full": len(data.train),
             "epochs": st.epochs or cfg.train.epochs, "max_length": cfg.data.max_length,
-            "sampler_seed": st.sampler_seed, "trial_seed": st.trial_seed, "search_space": search.space(model_name),
-            "best": best,
+            "sampler_seed": st.sampler_seed, "trial_seed": st.trial_seed, "seeds_per_trial": st.seeds_per_trial,
+            "search_space": search.space(model_name), "best": best,
             "importances": importances(study), "rerank": reranked}
 
 

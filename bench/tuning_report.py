@@ -207,8 +207,18 @@ def _study_lines(s: dict[str, Any], f) -> list[str]:
             + f"; {s['pruner']} pruner on "
             f"validation accuracy after each epoch; at most {s['epochs']} epochs per trial; tuning used "
             f"{subset}, texts cut to {s['max_length']} tokens (fixed, not tuned); "
-            + ("each trial trained with a seed of its own." if s.get("trial_seed") == "per_trial"
-               else f"every trial trained with seed {TRIAL_SEED}."), ""]
+            + trial_seed_words(s) + ".", ""]
+
+
+def trial_seed_words(s: dict[str, Any]) -> str:
+    """How a study's trials were seeded, for its bullet points."""
+    k = s.get("seeds_per_trial") or 1
+    if k > 1:
+        return (f"each trial's value is its mean over {k} seeds ("
+                + ("its own" if s.get("trial_seed") == "per_trial" else f"{TRIAL_SEED} to {TRIAL_SEED + k - 1}")
+                + "), the pruner fed by the first seed's epochs")
+    return ("each trial trained with a seed of its own" if s.get("trial_seed") == "per_trial"
+            else f"every trial trained with seed {TRIAL_SEED}")
 
 
 def _rerank_chose(s: dict[str, Any]) -> bool:
@@ -357,7 +367,8 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
             rows = reseeded(s, cfg, runs)
             if rows is None:
                 continue
-            rows = rows[rows["seed"] != trial_seed_of(s["best"])]  # not the trial itself, re-run
+            trial_own = s["best"].get("seeds") or [trial_seed_of(s["best"])]
+            rows = rows[~rows["seed"].isin(trial_own)]  # not the trial itself, re-run
             if len(rows) < 2:
                 continue
             vals = rows["best_val_acc"].to_numpy(float)

@@ -700,3 +700,37 @@ def test_a_studys_optimism_is_its_chosen_value_minus_the_seed_stage_mean_without
     md = "\n".join(tuning_report.optimism_table([folder], REPO))
     assert f"| {attn['optimism'] * 100:+.2f} |" in md
     assert f"Mean chosen − seed stage: 3 fixed-seed studies {rows['optimism'].mean() * 100:+.2f} pp" in md
+
+
+def test_a_trial_over_several_seeds_is_worth_their_mean_and_pruned_on_the_first(tmp_path, tiny_config, keyword_dir,
+                                                                                monkeypatch):
+    """settings.seeds_per_trial = 2 with per-trial seeds: trial n trains with seeds 10000 + 2n and 10000 + 2n + 1,
+    its value is the mean of their best-epoch validation accuracies, and only the first seed's epochs feed the
+    pruner (one curve per trial, as the pruner compares trials step by step)."""
+    import bench.train as train_mod
+
+    cfg, data = _data(tiny_config, keyword_dir, tmp_path)
+    fits, real_fit = [], train_mod.fit
+
+    def recording_fit(model, data, cfg, **kw):
+        result = real_fit(model, data, cfg, **kw)
+        fits.append((kw["seed"], kw["on_epoch"] is not None, float(result.best.val_acc)))
+        return result
+
+    monkeypatch.setattr(train_mod, "fit", recording_fit)
+    search = _search(trials=2, epochs=2, train_subset=600, trial_seed="per_trial", seeds_per_trial=2)
+    tune.tune_model(cfg, data, "rnn", tmp_path / "run", device=torch.device("cpu"), search=search)
+    base = search_space.PER_TRIAL_SEED0
+    assert [(s, pruned) for s, pruned, _ in fits] == [(base, True), (base + 1, False), (base + 2, True),
+                                                       (base + 3, False)]
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert list(frame["seed"]) == [base, base + 2]
+    assert list(frame["value"]) == pytest.approx([(fits[0][2] + fits[1][2]) / 2, (fits[2][2] + fits[3][2]) / 2])
+    summary = json.loads((tmp_path / "run" / "tuning.json").read_text())["imdb/rnn"]
+    assert summary["seeds_per_trial"] == 2 and len(summary["best"]["seeds"]) == 2
+    assert "mean over 2 seeds (its own), the pruner fed by the first seed's epochs" in \
+        tuning_report.tuning_section(tmp_path / "run", tmp_path)
+    one = _search(trials=2, epochs=2, train_subset=600, trial_seed="per_trial")
+    assert tune.study_name(cfg, "imdb", "rnn", one) != tune.study_name(cfg, "imdb", "rnn", search)
+    with pytest.raises(BenchError, match="settings.seeds_per_trial' must be positive"):
+        _search(seeds_per_trial=0)
