@@ -333,7 +333,7 @@ def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | 
     on_gpu = any(str(d).startswith("cuda") for d in rows.get("device", []))
     again = "" if seed0.empty else (
         f" Seed {seed}, {whose}, gives {seed0['best_val_acc'].iloc[0]:.2%} here"
-        + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - best["value"]) < 5e-5 else
+        + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - (best.get("seed_values") or [best["value"]])[0]) < 5e-5 else
            " (the re-run is not bit-identical" + (" on a GPU)" if on_gpu else ")")) + "; on test accuracy, "
         f"which no trial read, seed {seed} has {seed0['test_acc'].iloc[0]:.2%} "
         f"and the other seeds {rows.loc[rows['seed'] != seed, 'test_acc'].mean():.2%} on average.")
