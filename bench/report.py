@@ -20,9 +20,9 @@ from bench.arms_report import SIZE_TOLERANCE, arms_section, size_spread, tuned_w
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
 from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
-from bench.paired import t_interval
 from bench.model_report import (folder_learning_curves, mean_sd, model_table, paired_diff_cell, plot_ablation,
                                 plot_gap, verdict)
+from bench.paired import t_interval
 from bench.recipe_report import recipe_checks_section
 from bench.results import (DATASET_TITLES, FULL_TRAIN_ROWS, RecipePair, ReportManifest, RunFolder, TunedRun,
                            atomic_write_text, device_names, failed_runs, load_manifest, ok_runs, relative_link)

@@ -296,10 +296,17 @@ def _rerank_lines(s: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
-def trial_seed_of(best: dict[str, Any]) -> int:
-    """The seed a study's best trial trained with (TRIAL_SEED in studies from before it was recorded)."""
-    seed = best.get("seed")
-    return TRIAL_SEED if seed is None or (isinstance(seed, float) and math.isnan(seed)) else int(seed)
+def trial_own_seeds(best: dict[str, Any]) -> list[int]:
+    """The seeds a study's best trial trained with, first the one that fed the pruner (TRIAL_SEED in
+    studies from before the seed was recorded)."""
+    return best.get("seeds") or [TRIAL_SEED if best.get("seed") is None else int(best["seed"])]
+
+
+def seed_stage(folder: RunFolder) -> tuple[Config | None, pd.DataFrame | None]:
+    """The folder's stored config and ok runs once its seed stage has run, else (None, None)."""
+    if not (folder.runs_csv.is_file() and folder.config_json.is_file()):
+        return None, None
+    return folder.stored_config(), ok_runs(pd.read_csv(folder.runs_csv))
 
 
 def reseeded(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -326,14 +333,15 @@ def _reseeded_lines(s: dict[str, Any], cfg: Config | None, runs: pd.DataFrame | 
     best = s["best"]
     vals = rows["best_val_acc"].to_numpy(float)
     lo, hi = t_interval(vals)
-    seed = trial_seed_of(best)
+    seed = trial_own_seeds(best)[0]
+    rerun_of = (best.get("seed_values") or [best["value"]])[0]  # the value that seed gave in the trial
     per_trial = s.get("trial_seed") == "per_trial"
     whose = "the seed this trial trained with" if per_trial else "the seed every trial trained with"
     seed0 = rows[rows["seed"] == seed]
     on_gpu = any(str(d).startswith("cuda") for d in rows.get("device", []))
     again = "" if seed0.empty else (
         f" Seed {seed}, {whose}, gives {seed0['best_val_acc'].iloc[0]:.2%} here"
-        + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - (best.get("seed_values") or [best["value"]])[0]) < 5e-5 else
+        + (" (the trial, re-run)" if abs(seed0["best_val_acc"].iloc[0] - rerun_of) < 5e-5 else
            " (the re-run is not bit-identical" + (" on a GPU)" if on_gpu else ")")) + "; on test accuracy, "
         f"which no trial read, seed {seed} has {seed0['test_acc'].iloc[0]:.2%} "
         f"and the other seeds {rows.loc[rows['seed'] != seed, 'test_acc'].mean():.2%} on average.")
@@ -360,15 +368,15 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
     out = []
     for path in folders:
         folder = RunFolder(path)
-        if not (folder.tuning_json.is_file() and folder.runs_csv.is_file() and folder.config_json.is_file()):
+        cfg, runs = seed_stage(folder)
+        if runs is None:
             continue
-        cfg, runs, info = folder.stored_config(), ok_runs(pd.read_csv(folder.runs_csv)), folder.datasets_info()
+        info = folder.datasets_info()
         for s in folder.tuning().values():
             rows = reseeded(s, cfg, runs)
             if rows is None:
                 continue
-            trial_own = s["best"].get("seeds") or [trial_seed_of(s["best"])]
-            rows = rows[~rows["seed"].isin(trial_own)]  # not the trial itself, re-run
+            rows = rows[~rows["seed"].isin(trial_own_seeds(s["best"]))]  # not the trial itself, re-run
             if len(rows) < 2:
                 continue
             vals = rows["best_val_acc"].to_numpy(float)
@@ -403,7 +411,7 @@ def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
            "| seed stage val %, other seeds (95% CI) | chosen − seed stage (pp) | val texts (SE, pp) |",
            "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for _, r in rows.iterrows():
-        rerank = "–" if r["rerank_mean"] is None or pd.isna(r["rerank_mean"]) else f"{r['rerank_mean'] * 100:.2f}"
+        rerank = "–" if pd.isna(r["rerank_mean"]) else f"{r['rerank_mean'] * 100:.2f}"
         out.append(f"| [`{relative_link(r['folder'], Path.cwd())}`]({relative_link(r['folder'], report_dir)}) "
                    f"| {r['dataset']} | {r['model']} | {'own per trial' if r['trial_seed'] == 'per_trial' else 'fixed'} "
                    f"| {r['trials']} | {r['value'] * 100:.2f} | {rerank} | {r['mean'] * 100:.2f} "
@@ -439,9 +447,7 @@ def tuning_section(run_dir: Path, report_dir: Path) -> str:
            "Each model was tuned separately with Optuna (TPE sampler with a fixed seed) on the **validation** "
            "split; the test split was not read. The seed stage retrains each model's best configuration.", ""]
     curves = []
-    seeded = folder.runs_csv.is_file() and folder.config_json.is_file()  # the seed stage has run
-    cfg = folder.stored_config() if seeded else None
-    runs = ok_runs(pd.read_csv(folder.runs_csv)) if seeded else None
+    cfg, runs = seed_stage(folder)
     for key in sorted(info):
         s = info[key]
         f = frame[frame["study"] == s["study"]]
