@@ -54,6 +54,8 @@ class DataConfig:
     split_seed: int = 0          # the validation split is the same for every model and seed
     train_subset: int = 0        # use only this many training rows (0 = all), for quick budgets
     train_eval_size: int = 2000  # eval-mode train subset that measures the overfitting gap
+    val_groups: str = ""         # "" = texts drawn at random; "movie" (IMDB): every review of a movie on one side
+                                 # of the split, as test's movies are all unseen in train (see bench/data.py)
 
 
 @dataclass
@@ -252,7 +254,7 @@ class Config:
 
     def unit_hash(self, model_name: str) -> str:
         """Hash of everything that decides one model's result except the seed and dataset."""
-        blob = {"data": dataclasses.asdict(self.data), "train": hashed_fields(self.train),
+        blob = {"data": hashed_fields(self.data), "train": hashed_fields(self.train),
                 "model": hashed_fields(self.model[model_name])}
         if sorted(self.vary) != sorted(DEFAULT_VARY):  # only then, so hashes made before `vary` existed hold
             blob["vary"] = sorted(self.vary)
@@ -273,9 +275,12 @@ class Config:
 
 # fields added after results were committed, per section: left out of hashes while at their default,
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
+VAL_GROUPS = ("", "movie")  # data.val_groups' choices; "movie" is known for IMDB only (bench.data.MOVIE_FILES)
+
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
-               TrainConfig: ("decay_all", "select_on", "pad_multiple")}
+               TrainConfig: ("decay_all", "select_on", "pad_multiple"),
+               DataConfig: ("val_groups",)}
 
 
 def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -294,7 +299,7 @@ def late_defaults(cls: type) -> dict[str, Any]:
     return {k: getattr(default, k) for k in LATE_FIELDS[cls]}
 
 
-def hashed_fields(section: ModelConfig | TrainConfig) -> dict[str, Any]:
+def hashed_fields(section: ModelConfig | TrainConfig | DataConfig) -> dict[str, Any]:
     """A section's fields as hashed: asdict, less any late field still at its default."""
     late = late_defaults(type(section))
     return {k: v for k, v in dataclasses.asdict(section).items() if k not in late or v != late[k]}
@@ -411,6 +416,9 @@ def validate(cfg: Config) -> Config:
         raise BenchError(f"config key 'data.val_fraction' must be in (0, 0.5), got {d.val_fraction}")
     if d.train_subset < 0:
         raise BenchError(f"config key 'data.train_subset' must be >= 0, got {d.train_subset}")
+    if d.val_groups not in VAL_GROUPS:
+        raise BenchError(f"config key 'data.val_groups' must be one of {', '.join(map(repr, VAL_GROUPS))}, "
+                         f"got '{d.val_groups}'")
     for key in ("epochs", "batch_size", "eval_batch_size", "lr", "bucket_chunk"):
         _positive(f"train.{key}", getattr(t, key))
     for key in ("weight_decay", "grad_clip", "patience", "threads", "pad_multiple"):

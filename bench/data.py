@@ -4,7 +4,10 @@ The built-in datasets (imdb, ag_news) come from the Hugging Face hub (`datasets.
 or, offline, from a folder holding `<dataset>/train.parquet` and `<dataset>/test.parquet`. Any
 other dataset ([dataset.NAME] in a config, or `--dataset FILE_OR_HUB_ID`) is read and checked by
 `bench.sources` into the same train / test texts and labels, with its label names. Validation is
-always carved from train (stratified, `data.val_fraction`, per seed when `vary` includes "split").
+always carved from train (stratified, `data.val_fraction`, per seed when `vary` includes "split");
+with `data.val_groups = "movie"` (IMDB) it is carved by movie: IMDB's test reviews are about movies
+no training review is about, while a validation split drawn text by text shares its movies with
+the training part, so it rewards memorising movie-specific words that test never pays for.
 
 The vocabulary is trained on the training part only (never on validation or test). Encoded ids
 are cached on disk, keyed by the CONTENT of the source (a SHA-256 of the local files; a hub
@@ -25,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.cli import CACHE_DIR_ENV
-from bench.config import BenchError, Config, DataConfig, is_local_source
+from bench.config import BenchError, Config, DataConfig, hashed_fields, is_local_source
 from bench.sources import Source, file_digest, hub_digest, load_hub, read_splits
 
 log = logging.getLogger("bench")
@@ -36,6 +39,9 @@ CLASS_NAMES = {"imdb": ["negative", "positive"], "ag_news": ["World", "Sports", 
 PAD_ID, UNK_ID = 0, 1
 SPECIAL_TOKENS = ["[PAD]", "[UNK]"]
 CACHE_FORMAT = 2
+# the group of each training text, by the SHA-256 of its text (scripts/imdb_movies.py built it from the
+# original dataset's urls_*.txt): what data.val_groups = "movie" keeps on one side of the split
+MOVIE_FILES = {"imdb": Path(__file__).with_name("imdb_train_movies.tsv.gz")}
 
 
 @dataclass
@@ -79,6 +85,7 @@ class EncodedData:
     split_seed: int | None = None  # the seed of the train/val split held here (None: data.split_seed, as prepared)
     label_names: list[str] = field(default_factory=list)  # class names by label id
     title: str = ""      # the dataset's display name in the report ("" = the built-in title, or its name)
+    train_groups: np.ndarray | None = None  # group id of every source train row (data.val_groups), else None
 
 
 def default_cache_dir() -> Path:
@@ -210,19 +217,55 @@ def eval_sample(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(size, n), replace=False))
 
 
-def split_train(labels: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified (train, val) row indices and a fixed train-eval subset, all from split_seed."""
-    from sklearn.model_selection import train_test_split
+def text_groups(dataset: str, texts: list[str], how: str) -> np.ndarray | None:
+    """Group id (int) of each training text under `data.val_groups = how`, or None when ungrouped.
+    Texts are matched by content, so any copy of the dataset in any row order finds its groups."""
+    if not how:
+        return None
+    if dataset not in MOVIE_FILES:
+        raise BenchError(f"data.val_groups = '{how}' needs each text's movie, known for "
+                         f"{', '.join(MOVIE_FILES)} only, not '{dataset}'")
+    import gzip
 
+    lines = gzip.decompress(MOVIE_FILES[dataset].read_bytes()).decode().splitlines()[1:]
+    movie_of = dict(line.split("\t") for line in lines)
+    movies = [movie_of.get(hashlib.sha256(t.encode("utf-8")).hexdigest()[:16]) for t in texts]
+    missing = sum(m is None for m in movies)
+    if missing:
+        raise BenchError(f"{missing:,} of {len(texts):,} {dataset} training texts have no movie in "
+                         f"{MOVIE_FILES[dataset].name}: not the original dataset's texts")
+    _, ids = np.unique(np.array(movies), return_inverse=True)
+    return ids.astype(np.int64)
+
+
+def carve_val(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, fraction: float,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) of `rows` (labels[i] and groups[i] belong to rows[i]), sorted: stratified by
+    label, `fraction` of the rows in val; with groups, whole groups go to one side (the first fold
+    of sklearn's StratifiedGroupKFold with round(1 / fraction) folds, so val is about `fraction`)."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    try:
+        if groups is None:
+            tr, va = train_test_split(rows, test_size=fraction, stratify=labels, random_state=seed)
+        else:
+            folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
+            tr_pos, va_pos = next(folds.split(rows, labels, groups))
+            tr, va = rows[tr_pos], rows[va_pos]
+    except ValueError as exc:
+        raise BenchError(f"cannot carve a stratified validation split with split seed {seed}: {exc}") from None
+    return np.sort(tr), np.sort(va)
+
+
+def split_train(labels: np.ndarray, cfg: DataConfig,
+                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified (train, val) row indices (whole groups to one side when `groups` is given) and a
+    fixed train-eval subset, all from split_seed."""
     rows = np.arange(len(labels))
     if cfg.train_subset and cfg.train_subset < len(rows):
         rows = stratified_sample(rows, labels, cfg.train_subset, cfg.split_seed)
-    try:
-        tr, va = train_test_split(rows, test_size=cfg.val_fraction, stratify=labels[rows],
-                                  random_state=cfg.split_seed)
-    except ValueError as exc:
-        raise BenchError(f"cannot carve a stratified validation split: {exc}") from None
-    tr, va = np.sort(tr), np.sort(va)
+    tr, va = carve_val(rows, labels[rows], None if groups is None else groups[rows], cfg.val_fraction,
+                       cfg.split_seed)
     return tr, va, eval_sample(len(tr), cfg.train_eval_size, cfg.split_seed)
 
 
@@ -240,7 +283,8 @@ def subsample_train(data: EncodedData, size: int, seed: int = 0) -> EncodedData:
 
 def resplit(data: EncodedData, cfg: DataConfig, split_seed: int) -> EncodedData:
     """`data` with train / val / train_eval re-carved from its training pool (train ∪ val) by
-    `split_seed`: stratified, `cfg.val_fraction` of the pool, the eval-mode train subset re-drawn
+    `split_seed`: stratified (by group too where `data` has groups), `cfg.val_fraction` of the pool, the
+    eval-mode train subset re-drawn
     with the same seed. The test split is untouched. Unchanged (the same object) when `data`
     already holds that split; `prepare`'s data holds `cfg.split_seed`'s.
 
@@ -255,18 +299,12 @@ def resplit(data: EncodedData, cfg: DataConfig, split_seed: int) -> EncodedData:
     current = data.split_seed if data.split_seed is not None else cfg.split_seed
     if split_seed == current:
         return data
-    from sklearn.model_selection import train_test_split
-
     pool = Split.union(data.train, data.val)
-    try:
-        tr, va = train_test_split(np.arange(len(pool)), test_size=cfg.val_fraction, stratify=pool.labels,
-                                  random_state=split_seed)
-    except ValueError as exc:
-        raise BenchError(f"cannot carve a stratified validation split with split seed {split_seed}: {exc}") from None
-    train = pool.subset(np.sort(tr))
+    groups = None if data.train_groups is None else data.train_groups[pool.rows]
+    tr, va = carve_val(np.arange(len(pool)), pool.labels, groups, cfg.val_fraction, split_seed)
+    train = pool.subset(tr)
     ev = eval_sample(len(train), cfg.train_eval_size, split_seed)
-    return replace(data, train=train, val=pool.subset(np.sort(va)), train_eval=train.subset(ev),
-                   split_seed=split_seed)
+    return replace(data, train=train, val=pool.subset(va), train_eval=train.subset(ev), split_seed=split_seed)
 
 
 def split_for_seed(data: EncodedData, cfg: Config, seed: int) -> EncodedData:
@@ -284,10 +322,10 @@ def _cache_file(dataset: str, cfg: DataConfig, data_dir: Path | None, cache_dir:
     data setting."""
     if source is None:
         key = {"format": CACHE_FORMAT, "dataset": dataset, "source": _source_fingerprint(dataset, data_dir),
-               "data": {k: v for k, v in asdict(cfg).items()}}
+               "data": hashed_fields(cfg)}
     else:
         read = {k: v for k, v in asdict(source.spec).items() if k not in ("source", "title")}
-        key = {"format": CACHE_FORMAT, "dataset": dataset, "source": source.fingerprint(), "data": asdict(cfg),
+        key = {"format": CACHE_FORMAT, "dataset": dataset, "source": source.fingerprint(), "data": hashed_fields(cfg),
                "read": read}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir / f"{dataset}-{digest}.npz"
@@ -360,7 +398,7 @@ def prepare(dataset: str, cfg: Config | DataConfig, data_dir: Path | None = None
     return EncodedData(dataset=dataset, num_classes=len(label_names), vocab_size=vocab_size,
                        max_length=cfg.max_length, train=train, val=train_all.subset(va), test=test, train_eval=train.subset(ev),
                        tokenizer_json=tokenizer_json, cache_hit=cache_hit, source=source,
-                       label_names=list(label_names), title=title)
+                       label_names=list(label_names), title=title, train_groups=arrays.get("train_groups"))
 
 
 def _describe(dataset: str, data_dir: Path | None, src: Source | None) -> str:
@@ -379,11 +417,14 @@ def _encode_and_cache(dataset: str, cfg: DataConfig, data_dir: Path | None, src:
         raw, label_names = read_splits(dataset, src.spec, src.splits())
     source = _describe(dataset, data_dir, src)
     train_texts, train_labels = raw["train"]
-    tr, va, ev = split_train(train_labels, cfg)
+    groups = text_groups(dataset, train_texts, cfg.val_groups)
+    tr, va, ev = split_train(train_labels, cfg, groups)
     log.info("%s: training a %d-word vocabulary on %d training texts", dataset, cfg.vocab_size, len(tr))
     tok = train_tokenizer([train_texts[i] for i in tr], cfg)
     tokenizer_json = tok.to_str()
     arrays = {"split_train": tr, "split_val": va, "split_train_eval": ev}
+    if groups is not None:
+        arrays["train_groups"] = groups
     for name, (texts, labels) in raw.items():
         ids, lengths = encode(tok, texts, cfg.max_length)
         arrays.update({f"{name}_ids": ids, f"{name}_lengths": lengths, f"{name}_labels": labels})

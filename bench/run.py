@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import cli
-from bench.config import (MODEL_NAMES, RUN_LABELS, UNIT_LISTS, BenchError, Config, ModelConfig, TrainConfig, budget_path,
-                          late_defaults, load, validate)
+from bench.config import (MODEL_NAMES, RUN_LABELS, UNIT_LISTS, BenchError, Config, DataConfig, ModelConfig,
+                          TrainConfig, budget_path, late_defaults, load, validate)
 from bench.results import (LOCK_HOLDER_NAME, LOCK_NAME, TMP_PATTERN, RunFolder, UnitRecord, atomic_write_json,
                            default_run_dir, load_manifest)
 from bench.units import UNITS_PER_GPU, UnitJob, assign, auto_jobs, devices_for, run_units, threads_per_job
@@ -181,7 +181,7 @@ def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str
     """The part of a config that must match for results to share a folder (not the unit lists).
     A key that a folder made before it existed lacks reads as its default (`vary`: init and order,
     today's behaviour; `claim`: none declared; a late train or model key such as `decay_all` or
-    `attention_dropout`: its default), so such a folder still resumes under the defaults, while a
+    `attention_dropout`, or `data.val_groups`: its default), so such a folder still resumes under the defaults, while a
     declared or changed claim, or a late key set since, on an existing folder is refused like any
     other change. Only the sections of models with finished units in the folder count: a model
     with none there has no results a changed section could mix with (its first unit stores its
@@ -192,6 +192,8 @@ def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str
     merged["vary"] = sorted(merged["vary"])  # a set of sources: order does not matter
     if isinstance(merged.get("train"), dict):
         merged["train"] = {**late_defaults(TrainConfig), **merged["train"]}
+    if isinstance(merged.get("data"), dict):
+        merged["data"] = {**late_defaults(DataConfig), **merged["data"]}
     if isinstance(merged.get("model"), dict):
         late = late_defaults(ModelConfig)
         merged["model"] = {name: {**late, **section} if isinstance(section, dict) else section

@@ -159,7 +159,7 @@ def study_name(cfg: Config, dataset: str, model_name: str, search: SearchSpace) 
         st.pop("trial_seed")  # likewise: a fixed trial seed keeps the old names
     if st["seeds_per_trial"] == 1:
         st.pop("seeds_per_trial")  # and one seed per trial
-    blob = {"space": search.space(model_name), "settings": st, "data": dataclasses.asdict(cfg.data),
+    blob = {"space": search.space(model_name), "settings": st, "data": hashed_fields(cfg.data),
             "train": hashed_fields(cfg.train), "model": hashed_fields(cfg.model[model_name])}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{dataset}-{model_name}-{digest}"
