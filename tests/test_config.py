@@ -44,6 +44,7 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nattention_dropout = -0.5\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("[model.rnn]\n[train]\npad_multiple = -16\n", "'train.pad_multiple' must be >= 0, got -16"),
+    ("[model.rnn]\n[data]\nval_groups = 'author'\n", "'data.val_groups' must be one of '', 'movie', got 'author'"),
     ("x = [\n", "not valid TOML"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, text, message):
@@ -172,13 +173,14 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
                ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
-               ("train", "decay_all", False), ("train", "select_on", "val_acc")]
+               ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie")]
+    default = {"model": config.ModelConfig(), "train": config.TrainConfig(), "data": config.DataConfig()}
     for section, key, value in changes:
         changed = _default_config()
-        target = changed.model["transformer"] if section == "model" else changed.train
+        target = changed.model["transformer"] if section == "model" else getattr(changed, section)
         setattr(target, key, value)
         assert changed.unit_hash("transformer") != PINNED_HASHES["transformer"], key
-        setattr(target, key, getattr(config.ModelConfig() if section == "model" else config.TrainConfig(), key))
+        setattr(target, key, getattr(default[section], key))
         assert changed.unit_hash("transformer") == PINNED_HASHES["transformer"], key  # back at the default
 
 

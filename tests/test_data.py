@@ -9,6 +9,7 @@ from bench.data import PAD_ID, UNK_ID, Split, iterate_batches, prepare, train_to
 from conftest import SHARED_DATA, keyword_texts, write_dataset
 
 CFG = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=100)
+IMDB_SHORTEST_TRAIN_TEXT = "This movie is terrible but it has some good effects."  # train/neg/10962_3.txt
 
 
 def test_offline_parquet_load_split_and_encode(keyword_dir, tmp_path):
@@ -180,3 +181,46 @@ def test_split_for_seed_redraws_a_stratified_split_per_seed_only_when_split_vari
     # resplit back to the base seed from the pool gives prepare's split (no train_subset)
     np.testing.assert_array_equal(resplit(split_for_seed(data, varied, 1), CFG, CFG.split_seed).val.rows,
                                   data.val.rows)
+
+
+def test_a_grouped_validation_split_keeps_every_group_on_one_side():
+    from bench.data import carve_val
+
+    rows = np.arange(1000)
+    labels = rows % 2  # each group of ten holds both labels
+    groups = rows // 10
+    splits = []
+    for seed in (0, 1):
+        tr, va = carve_val(rows, labels, groups, 0.1, seed)
+        assert len(va) == 100 and np.bincount(labels[va]).tolist() == [50, 50]  # ten whole groups, stratified
+        assert not set(groups[tr]) & set(groups[va]) and sorted(np.concatenate([tr, va])) == rows.tolist()
+        splits.append(set(va))
+    assert splits[0] != splits[1]
+    tr, va = carve_val(rows, labels, None, 0.1, 0)  # ungrouped: text by text, the groups mixed
+    assert len(va) == 100 and set(groups[tr]) & set(groups[va])
+
+
+def test_movie_groups_are_known_for_the_original_imdb_texts_only():
+    from bench.data import text_groups
+
+    assert text_groups("imdb", ["any text"], "") is None
+    with pytest.raises(BenchError, match="1 of 2 imdb training texts have no movie .*not the original"):
+        text_groups("imdb", [IMDB_SHORTEST_TRAIN_TEXT, "a review written for this test"], "movie")
+    with pytest.raises(BenchError, match="known for imdb only, not 'ag_news'"):
+        text_groups("ag_news", ["a headline"], "movie")
+    assert text_groups("imdb", [IMDB_SHORTEST_TRAIN_TEXT], "movie").tolist() == [0]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "imdb" / "train.parquet").exists(), reason="needs the real IMDB data")
+def test_every_real_imdb_training_review_has_its_movie_and_a_grouped_split_shares_none():
+    from bench.data import carve_val, text_groups
+
+    train = pd.read_parquet(SHARED_DATA / "imdb" / "train.parquet")
+    groups = text_groups("imdb", train.text.tolist(), "movie")
+    counts = np.bincount(groups)
+    assert len(counts) == 3449 and counts.max() == 30  # the dataset's cap: at most 30 reviews a movie
+    labels = train.label.to_numpy()
+    tr, va = carve_val(np.arange(len(train)), labels, groups, 0.1, 0)
+    assert not set(groups[tr]) & set(groups[va]) and abs(len(va) - 2500) < 50 and abs(labels[va].mean() - 0.5) < 0.01
+    tr, va = carve_val(np.arange(len(train)), labels, None, 0.1, 0)
+    assert np.isin(groups[va], groups[tr]).mean() > 0.95  # drawn text by text: 97% of val reviews' movies are in train
