@@ -288,7 +288,8 @@ def _seed_sources(cfg) -> str:
     """Which random sources a seed drives in this run, and where the others are held."""
     d = cfg.data
     words = {"init": "initialisation and dropout stream", "order": "batch order",
-             "split": f"stratified validation split ({d.val_fraction:.0%} of train)"}
+             "split": f"stratified validation split ({d.val_fraction:.0%} of train"
+                      + (f", whole {d.val_groups}s on one side)" if d.val_groups else ")")}
     varied = [words[s] for s in SOURCES if s in cfg.vary]
     fixed = [f"{words[s]} (held at seed {getattr(cfg.unit_seeds(-1), s)})" for s in SOURCES
              if s not in cfg.vary]

@@ -20,16 +20,18 @@ CHANGED = {"transformer": [0.829, 0.834, 0.825, 0.827, 0.836, 0.830], "tfidf": [
 
 
 def folder(path: Path, accs: dict[str, list[float]], transformer: dict | None = None, train: dict | None = None,
-           vary: list[str] | None = None, seconds: float = 100.0) -> RunFolder:
+           vary: list[str] | None = None, seconds: float = 100.0, data: dict | None = None,
+           val_over: list[float] | None = None) -> RunFolder:
     """A run folder holding what the recipe section reads: runs.csv (test accuracy, gap, train time) and config.json."""
     f = RunFolder(path)
     rows = [{"dataset": "ag_news", "model": m, "seed": s, "status": "ok", "reason": "", "params": 1000,
-             "test_acc": a, "gap_acc": round(0.1 + a / 10, 6), "train_seconds": seconds}
+             "test_acc": a, "gap_acc": round(0.1 + a / 10, 6), "train_seconds": seconds,
+             "best_val_acc": a + (val_over[s] if val_over else 0.01)}
             for m, values in accs.items() for s, a in enumerate(values)]
     atomic_write_csv(f.runs_csv, pd.DataFrame(rows).reindex(columns=RUN_COLUMNS))
     atomic_write_csv(f.epochs_csv, pd.DataFrame(columns=EPOCH_COLUMNS))
     raw = {"budget": "full", "datasets": ["ag_news"], "models": list(accs), "seeds": list(range(6)),
-           "train": train or {}, "model": {"transformer": {"kind": "transformer", "dropout": 0.1, **(transformer or {})},
+           "train": train or {}, "data": data or {}, "model": {"transformer": {"kind": "transformer", "dropout": 0.1, **(transformer or {})},
                                            "tfidf": {"kind": "tfidf"}}}
     if vary is not None:
         raw["vary"] = vary
@@ -57,6 +59,25 @@ def test_the_paired_difference_and_its_interval_match_scipy(tmp_path, monkeypatc
     # the floor ran in both: the same accuracies, a zero difference
     assert "| tfidf | 6 | 88.00 ± 0.00 | 88.00 ± 0.00 | +0.00 [+0.00, +0.00] |" in text
     assert "### `run` against `base`" in text
+
+
+def test_a_changed_validation_split_shows_how_far_validation_overstates_test_in_each_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    random_over, movie_over = [0.021, 0.010, 0.009, 0.028, 0.008, -0.002], [0.004, 0.000, 0.011, -0.003, 0.006, 0.002]
+    folder(tmp_path / "base", BASE, val_over=random_over)
+    folder(tmp_path / "run", BASE, data={"val_groups": "movie"}, val_over=movie_over)
+    text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
+    assert "- `data.val_groups`: `''` → `'movie'`" in text and "How far validation overstates test" in text
+    d = (np.array(movie_over) - np.array(random_over)) * 100
+    half = sps.t.ppf(0.975, 5) * d.std(ddof=1) / np.sqrt(6)
+    row = [line for line in text.splitlines() if line.startswith("| transformer |")][-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == f"{np.mean(random_over) * 100:.2f} ± {np.std(random_over, ddof=1) * 100:.2f}"
+    assert cells[6] == f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}]"
+    assert cells[7] == f"{sps.ttest_rel(movie_over, random_over).pvalue:.3g}"
+    # another change leaves the table out
+    folder(tmp_path / "other", CHANGED, transformer={"attention_dropout": 0.0})
+    assert "overstates" not in recipe_checks_section([RecipePair(Path("other"), Path("base"))])
 
 
 def test_the_settings_that_differ_are_named_with_what_a_deferring_value_means(tmp_path):
