@@ -205,13 +205,15 @@ STOPPING_ONLY = {"select_on": "val_loss", "patience": 0, "eval_batch_size": 0, "
 def shared_training(folders: list[tuple[str, Config | None, pd.DataFrame, tuple[str, str]]]) -> list[str]:
     """A line for each folder whose claim models train exactly as in an earlier folder (the latest such)
     but stop or keep another epoch (`STOPPING_ONLY` differs: say early stopping on validation accuracy
-    instead of loss). Seed k's runs are then the same run up to the earlier stop, so the two folders'
-    verdicts are not independent evidence; exact repeats are `repeated_runs`'s. `folders`: (name, stored
+    instead of loss), or carve validation another way (`data.val_groups`). Seed k's runs are then the
+    same run up to the earlier stop, or share their start, batch order and most training texts, so
+    the two folders' verdicts are not independent evidence; exact repeats are `repeated_runs`'s. `folders`: (name, stored
     config, or None for a tuned folder, whose units do not train as its stored config says; ok runs,
     (model A, model B)) in report order."""
     def training(cfg: Config, models: tuple[str, str]) -> tuple:
         train = dataclasses.replace(cfg.train, **STOPPING_ONLY)
-        return cfg.data, sorted(cfg.vary), train, tuple(cfg.model.get(m) for m in models)
+        data = dataclasses.replace(cfg.data, val_groups="")
+        return data, sorted(cfg.vary), train, tuple(cfg.model.get(m) for m in models)
 
     def hashes(ok: pd.DataFrame, dataset: str, models: tuple[str, str]) -> set:
         return set(ok.loc[(ok["dataset"] == dataset) & ok["model"].isin(models), "config_hash"].dropna())
@@ -231,11 +233,19 @@ def shared_training(folders: list[tuple[str, Config | None, pd.DataFrame, tuple[
                     continue  # nothing shared, or an exact repeat (named by repeated_runs)
                 differ = [f"`train.{k}` {getattr(cfg.train, k)} here, {getattr(cfg_earlier.train, k)} there"
                           for k in STOPPING_ONLY if getattr(cfg.train, k) != getattr(cfg_earlier.train, k)]
-                out.append(f"- `{name}` trains {models[0]} and {models[1]} as `{earlier}` does on "
-                           f"{DATASET_TITLES.get(dataset, dataset)}, on {len(seeds)} shared seed"
-                           f"{'s' if len(seeds) != 1 else ''}, and differs only in when training stops and which "
-                           f"epoch is kept ({'; '.join(differ) or 'no stopping setting'}). Seed *k*'s runs are the "
-                           "same run up to the earlier stop, so their two rows are not independent evidence either.")
+                shared = (f"- `{name}` trains {models[0]} and {models[1]} as `{earlier}` does on "
+                          f"{DATASET_TITLES.get(dataset, dataset)}, on {len(seeds)} shared seed"
+                          f"{'s' if len(seeds) != 1 else ''}, and differs only in ")
+                if cfg.data.val_groups != cfg_earlier.data.val_groups:
+                    out.append(shared + f"how its validation split is carved (`data.val_groups` "
+                               f"{cfg.data.val_groups or 'none'} here, {cfg_earlier.data.val_groups or 'none'} there"
+                               f"{'; ' if differ else ''}{'; '.join(differ)}). Seed *k* starts from the same initial "
+                               "weights and batch order in both and most of its training texts are the same, so "
+                               "their two rows are strongly correlated, not independent evidence.")
+                else:
+                    out.append(shared + "when training stops and which epoch is kept "
+                               f"({'; '.join(differ) or 'no stopping setting'}). Seed *k*'s runs are the same run up "
+                               "to the earlier stop, so their two rows are not independent evidence either.")
                 named.add(dataset)
     return out + [""] if out else []
 

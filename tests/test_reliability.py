@@ -465,11 +465,12 @@ def test_the_repository_manifest_states_todays_report_command():
         "--recipe-pair results/full-imdb-bigru-valacc results/full-imdb-bigru --recipe-pair "
         "results/full-imdb-cuda-pad64 results/full-imdb-cuda transformer --recipe-pair results/quick-imdb-lr "
         "results/quick-imdb-tuned transformer --recipe-pair results/quick-ag-banded-wide results/quick-ag-banded rnn attn_rnn transformer --recipe-pair "
-        "results/quick-ag-banded-varied results/quick-ag-banded-wide rnn attn_rnn transformer".split(" --"))
+        "results/quick-ag-banded-varied results/quick-ag-banded-wide rnn attn_rnn transformer --other "
+        "results/quick-imdb-movie-val --recipe-pair results/quick-imdb-movie-val results/quick".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
-                                              "results/quick-tuned", "results/full-imdb"]
+                                              "results/quick-tuned", "results/full-imdb", "results/quick-imdb-movie-val"]
     assert rel(m.output) == Path("REPORT.md")
 
 

@@ -438,6 +438,15 @@ def test_a_folder_that_only_stops_differently_is_named_as_no_independent_evidenc
     assert shared_training([base, ("results/tuned", None, runs("tuned"), claim)]) == []
     assert shared_training([base, ("results/later", cfg(select_on="val_acc"), runs("acc", [7, 8]), claim)]) == []
     assert shared_training([base, ("results/again", cfg(), runs("loss"), claim)]) == []
+    # a validation split carved by movie: the same start and batch order, most training texts shared
+    movie = cfg()
+    movie.data.val_groups = "movie"
+    lines = shared_training([base, ("results/movie", movie, runs("movie"), claim)])
+    assert lines[0] == ("- `results/movie` trains attn_rnn and rnn as `results/base` does on IMDB, on 6 shared seeds, "
+                        "and differs only in how its validation split is carved (`data.val_groups` movie here, none "
+                        "there). Seed *k* starts from the same initial weights and batch order in both and most of its "
+                        "training texts are the same, so their two rows are strongly correlated, not independent "
+                        "evidence.")
 
 
 def test_a_folder_named_as_its_own_tuned_run_opens_the_report_once(tmp_path):
