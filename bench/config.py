@@ -275,7 +275,8 @@ class Config:
 
 # fields added after results were committed, per section: left out of hashes while at their default,
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
-VAL_GROUPS = ("", "movie")  # data.val_groups' choices; "movie" is known for IMDB only (bench.data.MOVIE_FILES)
+# data.val_groups' choices, each with the datasets whose texts' groups bench knows (bench.data.MOVIE_FILES)
+VAL_GROUPS = {"": (), "movie": ("imdb",)}
 
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
@@ -419,6 +420,10 @@ def validate(cfg: Config) -> Config:
     if d.val_groups not in VAL_GROUPS:
         raise BenchError(f"config key 'data.val_groups' must be one of {', '.join(map(repr, VAL_GROUPS))}, "
                          f"got '{d.val_groups}'")
+    ungrouped = [name for name in cfg.datasets if d.val_groups and name not in VAL_GROUPS[d.val_groups]]
+    if ungrouped:
+        raise BenchError(f"data.val_groups = '{d.val_groups}' is known for {', '.join(VAL_GROUPS[d.val_groups])} "
+                         f"only, not '{ungrouped[0]}': run that dataset from a config without it")
     for key in ("epochs", "batch_size", "eval_batch_size", "lr", "bucket_chunk"):
         _positive(f"train.{key}", getattr(t, key))
     for key in ("weight_decay", "grad_clip", "patience", "threads", "pad_multiple"):

@@ -45,6 +45,8 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("[model.rnn]\n[train]\npad_multiple = -16\n", "'train.pad_multiple' must be >= 0, got -16"),
     ("[model.rnn]\n[data]\nval_groups = 'author'\n", "'data.val_groups' must be one of '', 'movie', got 'author'"),
+    ("datasets = ['imdb', 'ag_news']\n[model.rnn]\n[data]\nval_groups = 'movie'\n",
+     "data.val_groups = 'movie' is known for imdb only, not 'ag_news': run that dataset from a config without it"),
     ("x = [\n", "not valid TOML"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, text, message):
