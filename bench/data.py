@@ -284,8 +284,9 @@ def subsample_train(data: EncodedData, size: int, seed: int = 0) -> EncodedData:
 def resplit(data: EncodedData, cfg: DataConfig, split_seed: int) -> EncodedData:
     """`data` with train / val / train_eval re-carved from its training pool (train ∪ val) by
     `split_seed`: stratified (whole groups to one side where `data` has groups), `cfg.val_fraction` of
-    the pool, the eval-mode train subset re-drawn with the same seed. The test split is untouched. Unchanged (the same object) when `data`
-    already holds that split; `prepare`'s data holds `cfg.split_seed`'s.
+    the pool, the eval-mode train subset re-drawn with the same seed. The test split is untouched.
+    Unchanged (the same object) when `data` already holds that split; `prepare`'s data holds
+    `cfg.split_seed`'s.
 
     Leakage: the vocabulary (and the encoded ids) come from `prepare`, which trained the tokenizer on
     the training part of the `cfg.split_seed` split. Under another split some of those texts are
