@@ -387,9 +387,9 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
                         "value": s["best"]["value"], "rerank_mean": chosen[0]["mean"] if chosen else None,
                         "n": len(vals), "mean": vals.mean(), "ci_low": lo, "ci_high": hi,
                         "optimism": s["best"]["value"] - vals.mean(),
-                        "val_texts": info.get(s["dataset"], {}).get("val")})
+                        "val_texts": info.get(s["dataset"], {}).get("val"), "val_groups": cfg.data.val_groups})
     return pd.DataFrame(out, columns=["folder", "dataset", "model", "trial_seed", "trials", "value", "rerank_mean",
-                                      "n", "mean", "ci_low", "ci_high", "optimism", "val_texts"])
+                                      "n", "mean", "ci_low", "ci_high", "optimism", "val_texts", "val_groups"])
 
 
 def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
@@ -417,7 +417,8 @@ def optimism_table(folders: list[Path], report_dir: Path) -> list[str]:
                    f"| {r['trials']} | {r['value'] * 100:.2f} | {rerank} | {r['mean'] * 100:.2f} "
                    f"[{r['ci_low'] * 100:.2f}, {r['ci_high'] * 100:.2f}] (n={r['n']}) | {r['optimism'] * 100:+.2f} | "
                    + ("–" if pd.isna(r["val_texts"]) else
-                      f"{int(r['val_texts']):,} ({math.sqrt(r['mean'] * (1 - r['mean']) / r['val_texts']) * 100:.2f})")
+                      f"{int(r['val_texts']):,} ({math.sqrt(r['mean'] * (1 - r['mean']) / r['val_texts']) * 100:.2f}"
+                      + (f"; whole {r['val_groups']}s, so at least this" if r["val_groups"] else "") + ")")
                    + " |")
     means = [f"{len(g)} {'per-trial-seed' if policy == 'per_trial' else 'fixed-seed'} "
              f"stud{'y' if len(g) == 1 else 'ies'} {g['optimism'].mean() * 100:+.2f} pp "
