@@ -466,7 +466,8 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-imdb-cuda-pad64 results/full-imdb-cuda transformer --recipe-pair results/quick-imdb-lr "
         "results/quick-imdb-tuned transformer --recipe-pair results/quick-ag-banded-wide results/quick-ag-banded rnn attn_rnn transformer --recipe-pair "
         "results/quick-ag-banded-varied results/quick-ag-banded-wide rnn attn_rnn transformer --other "
-        "results/quick-imdb-movie-val --recipe-pair results/quick-imdb-movie-val results/quick".split(" --"))
+        "results/quick-imdb-movie-val --recipe-pair results/quick-imdb-movie-val results/quick --tuned-pair "
+        "results/quick-imdb-movie-val-tuned results/quick-imdb-movie-val".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",

@@ -700,6 +700,12 @@ def test_a_studys_optimism_is_its_chosen_value_minus_the_seed_stage_mean_without
     md = "\n".join(tuning_report.optimism_table([folder], REPO))
     assert f"| {attn['optimism'] * 100:+.2f} |" in md
     assert f"Mean chosen − seed stage: 3 fixed-seed studies {rows['optimism'].mean() * 100:+.2f} pp" in md
+    assert "so at least this" not in md
+    # a study ranked on a validation split carved by movie: its reviews are not independent texts
+    grouped = REPO / "results" / "quick-imdb-movie-val-tuned"
+    rows = tuning_report.optimism_rows([grouped])
+    assert list(rows["val_groups"]) == ["movie"] and list(rows["trial_seed"]) == ["per_trial"]
+    assert "; whole movies, so at least this) |" in "\n".join(tuning_report.optimism_table([grouped], REPO))
 
 
 def test_a_trial_over_several_seeds_is_worth_their_mean_and_pruned_on_the_first(tmp_path, tiny_config, keyword_dir,
