@@ -273,11 +273,11 @@ class Config:
         return self.claim if self.claim is not None else ClaimConfig()
 
 
-# fields added after results were committed, per section: left out of hashes while at their default,
-# so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 # data.val_groups' choices, each with the datasets whose texts' groups bench knows (bench.data.MOVIE_FILES)
 VAL_GROUPS = {"": (), "movie": ("imdb",)}
 
+# fields added after results were committed, per section: left out of hashes while at their default,
+# so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
                TrainConfig: ("decay_all", "select_on", "pad_multiple"),

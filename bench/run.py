@@ -180,10 +180,10 @@ def environment(device) -> dict[str, Any]:
 def _settings(cfg_dict: dict[str, Any], models_with_units: set[str]) -> dict[str, Any]:
     """The part of a config that must match for results to share a folder (not the unit lists).
     A key that a folder made before it existed lacks reads as its default (`vary`: init and order,
-    today's behaviour; `claim`: none declared; a late train or model key such as `decay_all` or
-    `attention_dropout`, or `data.val_groups`: its default), so such a folder still resumes under the defaults, while a
-    declared or changed claim, or a late key set since, on an existing folder is refused like any
-    other change. Only the sections of models with finished units in the folder count: a model
+    today's behaviour; `claim`: none declared; a late data, train or model key such as
+    `data.val_groups`, `decay_all` or `attention_dropout`: its default), so such a folder still
+    resumes under the defaults, while a declared or changed claim, or a late key set since, on an
+    existing folder is refused like any other change. Only the sections of models with finished units in the folder count: a model
     with none there has no results a changed section could mix with (its first unit stores its
     section, `record_unit_in_config`)."""
     settings = {k: v for k, v in cfg_dict.items()
