@@ -21,16 +21,16 @@ CHANGED = {"transformer": [0.829, 0.834, 0.825, 0.827, 0.836, 0.830], "tfidf": [
 
 def folder(path: Path, accs: dict[str, list[float]], transformer: dict | None = None, train: dict | None = None,
            vary: list[str] | None = None, seconds: float = 100.0, data: dict | None = None,
-           val_over: list[float] | None = None) -> RunFolder:
+           val_over: list[float] | None = None, dataset: str = "ag_news") -> RunFolder:
     """A run folder holding what the recipe section reads: runs.csv (test accuracy, gap, train time) and config.json."""
     f = RunFolder(path)
-    rows = [{"dataset": "ag_news", "model": m, "seed": s, "status": "ok", "reason": "", "params": 1000,
+    rows = [{"dataset": dataset, "model": m, "seed": s, "status": "ok", "reason": "", "params": 1000,
              "test_acc": a, "gap_acc": round(0.1 + a / 10, 6), "train_seconds": seconds,
              "best_val_acc": a + (val_over[s] if val_over else 0.01)}
             for m, values in accs.items() for s, a in enumerate(values)]
     atomic_write_csv(f.runs_csv, pd.DataFrame(rows).reindex(columns=RUN_COLUMNS))
     atomic_write_csv(f.epochs_csv, pd.DataFrame(columns=EPOCH_COLUMNS))
-    raw = {"budget": "full", "datasets": ["ag_news"], "models": list(accs), "seeds": list(range(6)),
+    raw = {"budget": "full", "datasets": [dataset], "models": list(accs), "seeds": list(range(6)),
            "train": train or {}, "data": data or {}, "model": {"transformer": {"kind": "transformer", "dropout": 0.1, **(transformer or {})},
                                            "tfidf": {"kind": "tfidf"}}}
     if vary is not None:
@@ -64,8 +64,8 @@ def test_the_paired_difference_and_its_interval_match_scipy(tmp_path, monkeypatc
 def test_a_changed_validation_split_shows_how_far_validation_overstates_test_in_each_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     random_over, movie_over = [0.021, 0.010, 0.009, 0.028, 0.008, -0.002], [0.004, 0.000, 0.011, -0.003, 0.006, 0.002]
-    folder(tmp_path / "base", BASE, val_over=random_over)
-    folder(tmp_path / "run", BASE, data={"val_groups": "movie"}, val_over=movie_over)
+    folder(tmp_path / "base", BASE, val_over=random_over, dataset="imdb")
+    folder(tmp_path / "run", BASE, data={"val_groups": "movie"}, val_over=movie_over, dataset="imdb")
     text = recipe_checks_section([RecipePair(Path("run"), Path("base"))])
     assert "- `data.val_groups`: `''` → `'movie'`" in text and "How far validation overstates test" in text
     d = (np.array(movie_over) - np.array(random_over)) * 100
@@ -76,7 +76,7 @@ def test_a_changed_validation_split_shows_how_far_validation_overstates_test_in_
     assert cells[6] == f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}]"
     assert cells[7] == f"{sps.ttest_rel(movie_over, random_over).pvalue:.3g}"
     # another change leaves the table out
-    folder(tmp_path / "other", CHANGED, transformer={"attention_dropout": 0.0})
+    folder(tmp_path / "other", CHANGED, transformer={"attention_dropout": 0.0}, dataset="imdb")
     assert "overstates" not in recipe_checks_section([RecipePair(Path("other"), Path("base"))])
 
 
