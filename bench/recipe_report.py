@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -79,16 +79,23 @@ def _seconds(values: pd.Series) -> str:
     return f"{v.mean():.0f} s" if len(v) else "–"
 
 
-def recipe_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
-    """Per model run in both folders: the shared seeds, each side's test accuracy, the paired
-    difference, each side's gap at the selected epoch with its paired difference, and train time."""
-    rows = []
+def paired_by_model(run_ok: pd.DataFrame,
+                    base_ok: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, list[int]]]:
+    """(model, its run rows by seed, its baseline rows by seed, the seeds both ran) per model run in both
+    folders with at least one shared seed, in report order: what every paired table walks."""
     for model in ordered_models(run_ok):
         x = run_ok[run_ok["model"] == model].set_index("seed")
         y = base_ok[base_ok["model"] == model].set_index("seed")
         common = sorted(set(x.index) & set(y.index))
-        if not common:
-            continue
+        if common:
+            yield model, x, y, common
+
+
+def recipe_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
+    """Per model run in both folders: the shared seeds, each side's test accuracy, the paired
+    difference, each side's gap at the selected epoch with its paired difference, and train time."""
+    rows = []
+    for model, x, y, common in paired_by_model(run_ok, base_ok):
         acc, acc_p = paired_diff_cell(x.loc[common, "test_acc"], y.loc[common, "test_acc"])
         gap, _ = paired_diff_cell(x.loc[common, "gap_acc"], y.loc[common, "gap_acc"])
         rows.append(f"| {model} | {len(common)} | {mean_sd(y.loc[common, 'test_acc'])} "
@@ -103,12 +110,7 @@ def optimism_rows(run_ok: pd.DataFrame, base_ok: pd.DataFrame) -> list[str]:
     test accuracy (val − test, pp) in each folder, and the paired difference: what a change of
     validation split (data.val_groups) does to the number tuning and early stopping steer by."""
     rows = []
-    for model in ordered_models(run_ok):
-        x = run_ok[run_ok["model"] == model].set_index("seed")
-        y = base_ok[base_ok["model"] == model].set_index("seed")
-        common = sorted(set(x.index) & set(y.index))
-        if not common:
-            continue
+    for model, x, y, common in paired_by_model(run_ok, base_ok):
         x_over = x.loc[common, "best_val_acc"] - x.loc[common, "test_acc"]
         y_over = y.loc[common, "best_val_acc"] - y.loc[common, "test_acc"]
         diff, p = paired_diff_cell(x_over, y_over)

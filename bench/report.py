@@ -207,9 +207,9 @@ def shared_training(folders: list[tuple[str, Config | None, pd.DataFrame, tuple[
     but stop or keep another epoch (`STOPPING_ONLY` differs: say early stopping on validation accuracy
     instead of loss), or carve validation another way (`data.val_groups`). Seed k's runs are then the
     same run up to the earlier stop, or share their start, batch order and most training texts, so
-    the two folders' verdicts are not independent evidence; exact repeats are `repeated_runs`'s. `folders`: (name, stored
-    config, or None for a tuned folder, whose units do not train as its stored config says; ok runs,
-    (model A, model B)) in report order."""
+    the two folders' verdicts are not independent evidence; exact repeats are `repeated_runs`'s.
+    `folders`: (name, stored config, or None for a tuned folder, whose units do not train as its
+    stored config says; ok runs, (model A, model B)) in report order."""
     def training(cfg: Config, models: tuple[str, str]) -> tuple:
         train = dataclasses.replace(cfg.train, **STOPPING_ONLY)
         data = dataclasses.replace(cfg.data, val_groups="")
