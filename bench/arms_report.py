@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.config import cut_words
 from bench.model_report import folder_learning_curves
 from bench.paired import paired_t, t_interval
 from bench.results import (DATASET_TITLES, RunFolder, device_words, ok_runs, ordered_datasets, ordered_models,
@@ -40,7 +41,7 @@ def reference(name: str) -> float:
     """A published line's IMDB test accuracy (%)."""
     return next(acc for line, acc, _ in REFERENCE_LINES if line == name)
 
-ROW_COLUMNS = ["folder", "budget", "tuned", "max_length", "epochs", "dataset", "seeds", "model", "params", "n",
+ROW_COLUMNS = ["folder", "budget", "tuned", "max_length", "tokens", "epochs", "dataset", "seeds", "model", "params", "n",
                "mean", "ci_low", "ci_high", "floor_folder", "floor_n", "floor_mean", "floor_ci_low", "floor_ci_high",
                "floor_deterministic", "diff_n", "diff_mean", "diff_ci_low", "diff_ci_high", "target", "met", "misses",
                "training", "device"]
@@ -163,7 +164,8 @@ def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
         floor_lo, floor_hi = t_interval(floor)
         common = {"folder": run_dir, "floor_folder": floor_from, "budget": cfg.budget,
                   "tuned": tuned_words(folder) if tuned else "",
-                  "max_length": cfg.data.max_length, "epochs": cfg.train.epochs, "dataset": dataset,
+                  "max_length": cfg.data.max_length, "tokens": cut_words(cfg.data), "epochs": cfg.train.epochs,
+                  "dataset": dataset,
                   "seeds": sorted(set(d["seed"])), "floor_n": len(floor), "floor_mean": float(floor.mean()),
                   "floor_ci_low": floor_lo, "floor_ci_high": floor_hi,
                   "floor_deterministic": len(floor) > 1 and np.ptp(floor.to_numpy()) == 0,
@@ -248,7 +250,7 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
         floor_note += (f"; run in `{relative_link(first['floor_folder'], Path.cwd())}`, the untuned run this "
                        "folder pairs with: same data settings and seeds, and TF-IDF is not tuned")
     out = [f"#### {RunFolder(first['folder']).dataset_title(first['dataset'])}, {folder_label(first)}", "",
-           f"_Budget **{first['budget']}**: texts cut to {first['max_length']} tokens, at most {first['epochs']} "
+           f"_Budget **{first['budget']}**: texts cut to {first['tokens']}, at most {first['epochs']} "
            f"epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}). TF-IDF floor "
            f"at the same truncation: {floor}% ({floor_note})."
            + (f" Trained on {first['device']}." if first.get("device") else "") + "_", "",

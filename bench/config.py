@@ -47,7 +47,7 @@ DEFAULT_POOLING = {"transformer": "mean"}  # every other kind reads "last" when 
 @dataclass
 class DataConfig:
     vocab_size: int = 20000      # word-level vocabulary, trained on the train split only
-    max_length: int = 256        # tokens kept per text (head truncation)
+    max_length: int = 256        # tokens kept per text, taken as `truncate` says
     min_frequency: int = 2       # a word must occur this often in train to get an id
     lowercase: bool = True
     val_fraction: float = 0.1    # stratified validation split carved from train
@@ -56,6 +56,9 @@ class DataConfig:
     train_eval_size: int = 2000  # eval-mode train subset that measures the overfitting gap
     val_groups: str = ""         # "" = texts drawn at random; "movie" (IMDB): every review of a movie on one side
                                  # of the split, as test's movies are all unseen in train (see bench/data.py)
+    truncate: str = "head"       # which max_length tokens a longer text keeps: "head" (its first), "tail" (its
+                                 # last: a review's verdict tends to close it) or "head_tail" (the first quarter
+                                 # and the last three quarters, as Sun et al. 2019 found best for IMDB)
 
 
 @dataclass
@@ -276,12 +279,32 @@ class Config:
 # data.val_groups' choices, each with the datasets whose texts' groups bench knows (bench.data.MOVIE_FILES)
 VAL_GROUPS = {"": (), "movie": ("imdb",)}
 
+# data.truncate's choices, in words: which of a longer text's tokens are kept (bench.data.keep_tokens)
+TRUNCATE = {"head": "the first {n}", "tail": "the last {n}", "head_tail": "the first {h} and the last {t}"}
+
+
+def truncation_words(data: DataConfig) -> str:
+    """Which tokens a longer text keeps, for the report: "the first 128", "the first 32 and the last 96"."""
+    head = head_tokens(data.max_length, data.truncate)
+    return TRUNCATE[data.truncate].format(n=data.max_length, h=head, t=data.max_length - head)
+
+
+def cut_words(data: DataConfig) -> str:
+    """A text's token budget in words: "128 tokens", or with a truncation other than the head's,
+    "128 tokens (the first 32 and the last 96)"."""
+    return f"{data.max_length} tokens" + ("" if data.truncate == "head" else f" ({truncation_words(data)})")
+
+
+def head_tokens(max_length: int, truncate: str) -> int:
+    """How many of the kept tokens come from a longer text's start (the rest come from its end)."""
+    return {"head": max_length, "tail": 0, "head_tail": max_length // 4}[truncate]
+
 # fields added after results were committed, per section: left out of hashes while at their default,
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
                             "attention_dropout"),
                TrainConfig: ("decay_all", "select_on", "pad_multiple"),
-               DataConfig: ("val_groups",)}
+               DataConfig: ("val_groups", "truncate")}
 
 
 def dotted(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -420,6 +443,9 @@ def validate(cfg: Config) -> Config:
     if d.val_groups not in VAL_GROUPS:
         raise BenchError(f"config key 'data.val_groups' must be one of {', '.join(map(repr, VAL_GROUPS))}, "
                          f"got '{d.val_groups}'")
+    if d.truncate not in TRUNCATE:
+        raise BenchError(f"config key 'data.truncate' must be one of {', '.join(map(repr, TRUNCATE))}, "
+                         f"got '{d.truncate}'")
     ungrouped = [name for name in cfg.datasets if d.val_groups and name not in VAL_GROUPS[d.val_groups]]
     if ungrouped:
         raise BenchError(f"data.val_groups = '{d.val_groups}' is known for {', '.join(VAL_GROUPS[d.val_groups])} "

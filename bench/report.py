@@ -19,7 +19,7 @@ from bench import cli
 from bench.arms_report import SIZE_TOLERANCE, arms_section, size_spread, tuned_words
 from bench.attention_report import attention_section
 from bench.compare import analyse, write_tables
-from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config
+from bench.config import SELECT_ON, SOURCES, BenchError, ClaimConfig, Config, cut_words, truncation_words
 from bench.model_report import (folder_learning_curves, mean_sd, model_table, paired_diff_cell, plot_ablation,
                                 plot_gap, verdict)
 from bench.paired import t_interval
@@ -162,19 +162,19 @@ def retuned_claims(folders: list[tuple[str, pd.DataFrame, tuple[str, str], Confi
                           & (table["model_a"] == models[0]) & (table["model_b"] == models[1])
                           & (table["family"] == CONFIRMATORY)]
             if len(claim):
-                key = (dataset, cfg.budget, cfg.data.max_length, models)
+                key = (dataset, cfg.budget, cut_words(cfg.data), models)
                 per_trial = all(tuning[f"{dataset}/{m}"].get("trial_seed") == "per_trial" for m in models)
                 label = f"`{name}`" + (", each trial on its own seed" if per_trial else "")
                 groups.setdefault(key, []).append((label, tuple(studies), claim.iloc[0]))
     out = []
-    for (dataset, budget, max_length, models), rows in groups.items():
+    for (dataset, budget, tokens, models), rows in groups.items():
         if len({studies for _, studies, _ in rows}) < 2:
             continue
         effects = " and ".join(f"{r['mean_diff'] * 100:+.2f} pp [{r['ci_low'] * 100:+.2f}, {r['ci_high'] * 100:+.2f}] "
                                f"(**{r['verdict']}**, {label})" for label, _, r in rows)
         verdicts = {r["verdict"] for _, _, r in rows}
         out.append(f"- {len(rows)} folders tune {models[0]} and {models[1]} on {DATASET_TITLES.get(dataset, dataset)} "
-                   f"at budget {budget} ({max_length} tokens), within {SIZE_TOLERANCE:.0%} of each other in size, "
+                   f"at budget {budget} ({tokens}), within {SIZE_TOLERANCE:.0%} of each other in size, "
                    f"by different searches: {models[0]} − {models[1]} test accuracy {effects}. Each interval holds "
                    "its folder's chosen configurations fixed, so the spread between searches is uncertainty none "
                    "of them shows; "
@@ -284,12 +284,12 @@ def _answer_sources(run_dir: Path, tables: dict[Path, pd.DataFrame], tuned: Tune
         if not tests_claim(tables[t.run]):  # e.g. only the Transformer was tuned
             continue
         tcfg = RunFolder(t.run).stored_config()
-        tokens = "" if _same(t.untuned, run_dir) else f", {tcfg.data.max_length} tokens"
+        tokens = "" if _same(t.untuned, run_dir) else f", {cut_words(tcfg.data)}"
         add(f"budget {tcfg.budget}{tokens}, {tuned_words(RunFolder(t.run))}", t.run)
     for other in others:
         if tests_claim(tables[other]):
             ocfg, tuned_by = RunFolder(other).stored_config(), RunFolder(other).tuned_models()
-            add(f"budget {ocfg.budget}, {ocfg.data.max_length} tokens, ≤ {ocfg.train.epochs} epochs"
+            add(f"budget {ocfg.budget}, {cut_words(ocfg.data)}, ≤ {ocfg.train.epochs} epochs"
                 + (f", {tuned_words(RunFolder(other))}" if tuned_by else ""), other)
     return answer_from
 
@@ -345,8 +345,8 @@ def setup_lines(folder: RunFolder, runs: pd.DataFrame) -> list[str]:
         f"the folder holds {len(seeds)} seeds).",
         f"- Seeds {', '.join(str(s) for s in seeds)}, paired: {_seed_sources(cfg)}",
         f"- Text: word-level vocabulary of at most {d.vocab_size:,} words trained on the training part only "
-        f"(HF `tokenizers`, lower-cased={d.lowercase}, `<br />` removed), texts cut to the first "
-        f"{d.max_length} tokens.",
+        f"(HF `tokenizers`, lower-cased={d.lowercase}, `<br />` removed), texts cut to "
+        f"{truncation_words(d)} tokens.",
         f"- Training: AdamW (lr {t.lr:g} unless a model sets its own, weight decay {t.weight_decay:g}), "
         f"gradient clipping {t.grad_clip:g}, LR schedule {t.lr_schedule}, batch {t.batch_size}, "
         f"at most {t.epochs} epochs, early stopping on {SELECT_ON[t.select_on]} (patience {t.patience}); the best "
@@ -545,7 +545,7 @@ def tuned_section(tuned_dir: Path, base_dir: Path, report_dir: Path, table: pd.D
     untuned = "the untuned run above" if of_main else f"the untuned run `{rel_base}`"
     out = [f"## Tuned models: budget {cfg.budget} (`{rel_tuned}`)", "",  # named: a report can hold several
            f"_From `{rel_tuned}`: the same data and training settings as budget "
-           f"**{cfg.budget}** (texts cut to {cfg.data.max_length} tokens, at most {cfg.train.epochs} epochs, early "
+           f"**{cfg.budget}** (texts cut to {cut_words(cfg.data)}, at most {cfg.train.epochs} epochs, early "
            f"stopping on validation loss), but the own hyper-parameters of {', '.join(folder.tuned_models()) or 'no model'} "
            "were tuned with Optuna on the validation split (studies below) and the best configuration retrained with seeds "
            f"{', '.join(map(str, seeds))}. TF-IDF is not tuned. Seeds are paired across models and with "
@@ -580,7 +580,7 @@ def other_run_section(other_dir: Path, report_dir: Path, table: pd.DataFrame) ->
     d, t = cfg.data, cfg.train
     rel = relative_link(other_dir, Path.cwd())
     out = [f"## Other run: `{rel}` (budget {cfg.budget})", "",
-           f"_{cfg.description}. As run: texts cut to {d.max_length} tokens, at most {t.epochs} "
+           f"_{cfg.description}. As run: texts cut to {cut_words(d)}, at most {t.epochs} "
            f"epochs (patience {t.patience}, LR schedule {t.lr_schedule}), seeds "
            f"{', '.join(map(str, sorted(set(runs['seed']))))}; everything else as in its `config.json`. "
            f"Full analysis in `{rel}/REPORT.md`._", ""]

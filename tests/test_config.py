@@ -45,6 +45,7 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("[model.rnn]\n[train]\npad_multiple = -16\n", "'train.pad_multiple' must be >= 0, got -16"),
     ("[model.rnn]\n[data]\nval_groups = 'author'\n", "'data.val_groups' must be one of '', 'movie', got 'author'"),
+    ("[model.rnn]\n[data]\ntruncate = 'middle'\n", "'data.truncate' must be one of 'head', 'tail', 'head_tail', got 'middle'"),
     ("datasets = ['imdb', 'ag_news']\n[model.rnn]\n[data]\nval_groups = 'movie'\n",
      "data.val_groups = 'movie' is known for imdb only, not 'ag_news': run that dataset from a config without it"),
     ("x = [\n", "not valid TOML"),
@@ -175,7 +176,8 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
                ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
-               ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie")]
+               ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie"),
+               ("data", "truncate", "tail")]
     default = {"model": config.ModelConfig(), "train": config.TrainConfig(), "data": config.DataConfig()}
     for section, key, value in changes:
         changed = _default_config()

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from bench.config import BenchError, DataConfig
-from bench.data import PAD_ID, UNK_ID, Split, iterate_batches, prepare, train_tokenizer
+from bench.config import cut_words, truncation_words
+from bench.data import PAD_ID, UNK_ID, Split, encode, iterate_batches, keep_tokens, prepare, train_tokenizer
 from conftest import SHARED_DATA, keyword_texts, write_dataset
 
 CFG = DataConfig(vocab_size=200, max_length=48, min_frequency=1, train_eval_size=100)
@@ -39,6 +40,38 @@ def test_second_prepare_uses_the_cache_and_gives_identical_arrays(keyword_dir, t
     # another tokenizer setting is another cache entry
     third = prepare("imdb", DataConfig(**{**CFG.__dict__, "max_length": 20}), keyword_dir, tmp_path / "cache")
     assert not third.cache_hit and third.train.ids.shape[1] == 20
+
+
+def test_truncation_keeps_the_head_the_tail_or_both_of_a_long_text():
+    ids = list(range(10))
+    assert keep_tokens(ids, 8, "head") == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert keep_tokens(ids, 8, "tail") == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert keep_tokens(ids, 8, "head_tail") == [0, 1, 4, 5, 6, 7, 8, 9]  # a quarter from the start, the rest from the end
+    for how in ("head", "tail", "head_tail"):
+        assert keep_tokens(ids[:5], 8, how) == ids[:5]  # a short text is kept whole
+    tok = train_tokenizer(["a b c d e f g h i j"], DataConfig(vocab_size=50, min_frequency=1))
+    words = {i: w for w, i in tok.get_vocab().items()}
+    for how, kept in (("head", "a b c d e f g h"), ("tail", "c d e f g h i j"), ("head_tail", "a b e f g h i j")):
+        ids, lengths = encode(tok, ["A b c d e f g h i j", "b a"], 8, how)
+        assert " ".join(words[i] for i in ids[0]) == kept and lengths.tolist() == [8, 2]
+        assert ids[1, :2].tolist() == [tok.token_to_id("b"), tok.token_to_id("a")] and (ids[1, 2:] == PAD_ID).all()
+    assert truncation_words(DataConfig(max_length=128, truncate="head_tail")) == "the first 32 and the last 96"
+    assert cut_words(DataConfig(max_length=128)) == "128 tokens"
+    assert cut_words(DataConfig(max_length=128, truncate="tail")) == "128 tokens (the last 128)"
+
+
+def test_a_tail_truncation_is_its_own_cache_entry_and_keeps_each_texts_last_tokens(keyword_dir, tmp_path):
+    head = prepare("imdb", DataConfig(**{**CFG.__dict__, "max_length": 12}), keyword_dir, tmp_path / "cache")
+    tail = prepare("imdb", DataConfig(**{**CFG.__dict__, "max_length": 12, "truncate": "tail"}), keyword_dir,
+                   tmp_path / "cache")
+    assert not tail.cache_hit and tail.tokenizer_json == head.tokenizer_json  # one vocabulary, other tokens kept
+    whole = prepare("imdb", DataConfig(**{**CFG.__dict__, "max_length": 400}), keyword_dir, tmp_path / "cache")
+    for i in range(len(whole.test)):
+        n = whole.test.lengths[i]
+        if n > 12:  # a longer text: the head run keeps its first 12 tokens, the tail run its last 12
+            np.testing.assert_array_equal(head.test.ids[i], whole.test.ids[i, :12])
+            np.testing.assert_array_equal(tail.test.ids[i], whole.test.ids[i, n - 12:n])
+    assert (whole.test.lengths > 12).any()
 
 
 def test_corrupted_cache_is_detected_and_rebuilt(keyword_dir, tmp_path, caplog):
