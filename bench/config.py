@@ -142,7 +142,8 @@ class ModelConfig:
     hidden_dim: int = 128        # RNN hidden size per direction; Transformer feed-forward width
     layers: int = 1
     dropout: float = 0.2
-    pooling: str = ""            # rnn: last | mean | max | attention; transformer: mean | cls ("" = last / mean)
+    pooling: str = ""            # rnn: last | mean | max | attention; transformer: mean | cls | max | attention
+                                 # ("" = last / mean)
     cell: str = "gru"            # rnn only: gru | lstm
     bidirectional: bool = False  # rnn only
     attn_dim: int = 8            # additive-attention width (pooling = "attention")
@@ -488,8 +489,9 @@ def validate(cfg: Config) -> Config:
             if m.pooling not in ("last", "mean", "max", "attention"):
                 raise BenchError(f"config key '{p}pooling' must be last, mean, max or attention, got '{m.pooling}'")
         elif m.kind == "transformer":
-            if m.pooling not in ("mean", "cls"):
-                raise BenchError(f"config key '{p}pooling' must be mean or cls for a transformer, got '{m.pooling}'")
+            if m.pooling not in ("mean", "cls", "max", "attention"):
+                raise BenchError(f"config key '{p}pooling' must be mean, cls, max or attention for a transformer, "
+                                 f"got '{m.pooling}'")
             if m.embed_dim % m.heads:
                 raise BenchError(f"config key '{p}heads' ({m.heads}) must divide '{p}embed_dim' ({m.embed_dim})")
         elif m.kind != "tfidf":

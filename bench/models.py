@@ -131,13 +131,18 @@ class RNNClassifier(nn.Module):
         if kind == "mean":
             return masked_mean(h, mask), None
         if kind == "max":
-            return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values, None
+            return masked_max(h, mask), None
         return self.attention(h, mask)
+
+
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
 
 
 class TransformerClassifier(nn.Module):
     """Embedding + learned or sinusoidal positions → nn.TransformerEncoder (post- or pre-LN,
-    key-padding mask) → mean/CLS → linear. The encoder's final LayerNorm is what a pre-LN stack
+    key-padding mask) → mean / CLS / max / additive-attention pooling → linear. The attention pooling
+    is attn_rnn's, so the two attention arms pool alike. The encoder's final LayerNorm is what a pre-LN stack
     needs (its residual stream is never normalised otherwise)."""
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: ModelConfig, max_length: int):
@@ -159,6 +164,8 @@ class TransformerClassifier(nn.Module):
                                              enable_nested_tensor=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, num_classes)
+        # built last, so the other modules draw the same initial weights whatever the pooling
+        self.attention = AdditivePooling(d, cfg.attn_dim) if cfg.pooling == "attention" else None
 
     def positions(self, n: int, device: torch.device) -> torch.Tensor:
         """[n, d] position vectors for the first n positions."""
@@ -174,7 +181,12 @@ class TransformerClassifier(nn.Module):
         h = self.drop(h + self.positions(h.size(1), h.device)[None])
         mask = padding_mask(lengths, h.size(1))
         h = self.encoder(h, src_key_padding_mask=~mask)
-        pooled = h[:, 0] if self.cls is not None else masked_mean(h, mask)
+        if self.cls is not None:
+            pooled = h[:, 0]
+        elif self.attention is not None:
+            pooled = self.attention(h, mask)[0]
+        else:
+            pooled = masked_max(h, mask) if self.cfg.pooling == "max" else masked_mean(h, mask)
         return self.head(self.drop(pooled))
 
 

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from bench import config
 from bench.config import ModelConfig
-from bench.models import (AdditivePooling, RNNClassifier, build_model, count_parameters, embedding_dropout,
+from bench.models import (AdditivePooling, RNNClassifier, masked_max, build_model, count_parameters, embedding_dropout,
                           padding_mask)
 
 RNN_VARIANTS = [
@@ -28,7 +28,8 @@ def _batch(seed=0, vocab=50, lengths=(7, 3, 11, 1)):
     dict(kind="transformer", pooling="mean", hidden_dim=32), dict(kind="transformer", pooling="cls", hidden_dim=32),
     dict(kind="transformer", pooling="cls", hidden_dim=32, norm_first=True, positions="sinusoidal"),
     dict(kind="transformer", pooling="mean", hidden_dim=32, embed_dropout=0.3), dict(pooling="last", embed_dropout=0.3),
-    dict(kind="transformer", pooling="mean", hidden_dim=32, norm_first=True, attention_dropout=0.0)])
+    dict(kind="transformer", pooling="mean", hidden_dim=32, norm_first=True, attention_dropout=0.0),
+    dict(kind="transformer", pooling="max", hidden_dim=32), dict(kind="transformer", pooling="attention", hidden_dim=32)])
 def test_extra_padding_does_not_change_the_logits(overrides):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**dict(embed_dim=16, hidden_dim=12, heads=2, dropout=0.0), **overrides})
@@ -69,6 +70,26 @@ def test_attention_gives_padding_zero_weight_and_sums_to_one():
     _, w = pool(h, mask)
     assert torch.all(w[~mask] == 0)
     torch.testing.assert_close(w.sum(1), torch.ones(3))
+
+
+def test_transformer_poolings_share_every_other_initial_weight():
+    """Attention pooling is built last: a Transformer draws the same encoder weights whatever it pools with,
+    and its pooling adds attn_rnn's few parameters (W, bias, v)."""
+    def build(pooling):
+        torch.manual_seed(0)
+        return build_model(ModelConfig(kind="transformer", embed_dim=16, hidden_dim=32, heads=2, attn_dim=4,
+                                       pooling=pooling), vocab_size=50, num_classes=3, max_length=40)
+    mean, attn, top = build("mean"), build("attention"), build("max")
+    for name, weight in mean.state_dict().items():
+        torch.testing.assert_close(attn.state_dict()[name], weight)
+        torch.testing.assert_close(top.state_dict()[name], weight)
+    assert count_parameters(attn) - count_parameters(mean) == 16 * 4 + 4 + 4
+    ids, lengths = _batch()
+    h = torch.randn(2, 5, 3)
+    mask = padding_mask(torch.tensor([5, 2]), 5)
+    assert torch.equal(masked_max(h, mask)[1], h[1, :2].max(0).values)  # padding never wins the max
+    with torch.no_grad():
+        assert not torch.allclose(mean.eval()(ids, lengths), top.eval()(ids, lengths))
 
 
 def test_attention_adds_only_a_few_hundred_parameters_over_the_baseline():
