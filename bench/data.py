@@ -211,7 +211,7 @@ def encode(tok, texts: list[str], max_length: int, truncate: str = "head") -> tu
     ids = np.full((len(texts), max_length), PAD_ID, dtype=np.int32)
     lengths = np.empty(len(texts), dtype=np.int64)
     for i, enc in enumerate(encs):
-        row = keep_tokens(enc.ids, max_length, truncate) or [UNK_ID]  # a text of only unknown symbols still has one token
+        row = keep_tokens(enc.ids, max_length, truncate) or [UNK_ID]  # a text of only unknown symbols: one token
         ids[i, : len(row)] = row
         lengths[i] = len(row)
     return ids, lengths

@@ -55,6 +55,10 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+
+
 def embedding_dropout(embed: nn.Embedding, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Look up `ids`, in training with whole word types dropped (Merity et al. 2017, AWD-LSTM): each
     row of the embedding matrix is zeroed with probability p for the whole batch and the survivors
@@ -133,10 +137,6 @@ class RNNClassifier(nn.Module):
         if kind == "max":
             return masked_max(h, mask), None
         return self.attention(h, mask)
-
-
-def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
 
 
 class TransformerClassifier(nn.Module):
