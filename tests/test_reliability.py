@@ -468,12 +468,13 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/quick-ag-banded-varied results/quick-ag-banded-wide rnn attn_rnn transformer --other "
         "results/quick-imdb-movie-val --recipe-pair results/quick-imdb-movie-val results/quick --tuned-pair "
         "results/quick-imdb-movie-val-tuned results/quick-imdb-movie-val --other results/quick-imdb-head-tail "
-        "--recipe-pair results/quick-imdb-head-tail results/quick".split(" --"))
+        "--recipe-pair results/quick-imdb-head-tail results/quick --other results/full-imdb-bigru-tail "
+        "--recipe-pair results/full-imdb-bigru-tail results/full-imdb-bigru".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb", "results/quick-imdb-movie-val",
-                                              "results/quick-imdb-head-tail"]
+                                              "results/quick-imdb-head-tail", "results/full-imdb-bigru-tail"]
     assert rel(m.output) == Path("REPORT.md")
 
 
