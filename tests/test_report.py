@@ -192,6 +192,21 @@ def test_the_best_attempt_per_target_prefers_a_folder_that_met_it_then_enough_se
     assert "read its best mean as optimistic" in md
     assert "Best attempt" not in arms_section([met])  # one folder: its table is its best attempt
 
+
+def test_the_nearest_miss_is_measured_against_each_folders_own_floor(tmp_path):
+    """Folders that cut texts differently have different floors: the best unmet attempt is the one nearest its
+    own target, not the one with the highest mean."""
+    head = arms_folder(tmp_path / "head", "quick", {"transformer": [0.815] * 6, "tfidf": [0.838] * 6}, max_length=128)
+    tail = arms_folder(tmp_path / "tail", "quick", {"transformer": [0.838] * 6, "tfidf": [0.871] * 6}, max_length=128)
+    table = arms_table([tail, head])
+    rows = table[table["model"] == "transformer"].set_index("folder")  # (the arms not run have rows too)
+    assert rows.loc[head, "margin"] == pytest.approx(0.815 - (0.838 - 0.01))  # 1.3 pp short
+    assert rows.loc[tail, "margin"] == pytest.approx(0.838 - (0.871 - 0.01))  # 2.3 pp short, at a higher mean
+    attempts = arms_report.best_attempts(table).set_index("model")
+    assert attempts.loc["transformer", "best"]["folder"] == head
+    full = arms_table([arms_folder(tmp_path / "full", "full", {"rnn": [0.888] * 6, "tfidf": [0.885] * 6})])
+    assert full.set_index("model").loc["rnn", "margin"] == pytest.approx(0.888 - 0.890)  # the absolute minimum binds, not the floor
+
 def x_ci(values: list[float]) -> str:
     x = np.array(values) * 100
     lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
