@@ -59,6 +59,17 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
 
 
+def pool_tokens(kind: str, h: torch.Tensor, mask: torch.Tensor,
+                attention: AdditivePooling | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean, max or additive-attention pooling over the real tokens, as both families pool:
+    (pooled [B, D], attention weights [B, T] or None)."""
+    if kind == "mean":
+        return masked_mean(h, mask), None
+    if kind == "max":
+        return masked_max(h, mask), None
+    return attention(h, mask)
+
+
 def embedding_dropout(embed: nn.Embedding, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Look up `ids`, in training with whole word types dropped (Merity et al. 2017, AWD-LSTM): each
     row of the embedding matrix is zeroed with probability p for the whole batch and the survivors
@@ -132,11 +143,7 @@ class RNNClassifier(nn.Module):
             if self.cfg.bidirectional:  # backward state is complete at position 0
                 return torch.cat([last[:, :hid], h[:, 0, hid:]], dim=-1), None
             return last, None
-        if kind == "mean":
-            return masked_mean(h, mask), None
-        if kind == "max":
-            return masked_max(h, mask), None
-        return self.attention(h, mask)
+        return pool_tokens(kind, h, mask, self.attention)
 
 
 class TransformerClassifier(nn.Module):
@@ -181,12 +188,7 @@ class TransformerClassifier(nn.Module):
         h = self.drop(h + self.positions(h.size(1), h.device)[None])
         mask = padding_mask(lengths, h.size(1))
         h = self.encoder(h, src_key_padding_mask=~mask)
-        if self.cls is not None:
-            pooled = h[:, 0]
-        elif self.attention is not None:
-            pooled = self.attention(h, mask)[0]
-        else:
-            pooled = masked_max(h, mask) if self.cfg.pooling == "max" else masked_mean(h, mask)
+        pooled = h[:, 0] if self.cls is not None else pool_tokens(self.cfg.pooling, h, mask, self.attention)[0]
         return self.head(self.drop(pooled))
 
 
