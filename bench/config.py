@@ -155,6 +155,8 @@ class ModelConfig:
     norm_first: bool = False     # transformer only: pre-LayerNorm layers (False = post-LN, PyTorch's default)
     positions: str = "learned"   # transformer only: learned | sinusoidal (fixed sin/cos table, no parameters)
     attention_dropout: float = -1.0  # transformer only: dropout on the attention weights; -1 = `dropout` (PyTorch's way)
+    embed_init: float = 1.0      # std of the token (and learned position) embeddings at initialisation: PyTorch's
+                                 # N(0, 1) draw scaled, so every other weight draws as before (BERT / GPT: 0.02)
 
     def __post_init__(self) -> None:
         # the pooling default depends on the kind, so it is resolved here, once, when the section is built
@@ -303,7 +305,7 @@ def head_tokens(max_length: int, truncate: str) -> int:
 # fields added after results were committed, per section: left out of hashes while at their default,
 # so the hashes of units (and tuning studies) made before they existed hold, as `vary` does
 LATE_FIELDS = {ModelConfig: ("lr_schedule", "warmup_fraction", "embed_dropout", "norm_first", "positions",
-                            "attention_dropout"),
+                            "attention_dropout", "embed_init"),
                TrainConfig: ("decay_all", "select_on", "pad_multiple"),
                DataConfig: ("val_groups", "truncate")}
 
@@ -481,6 +483,8 @@ def validate(cfg: Config) -> Config:
         if m.attention_dropout != -1 and not 0 <= m.attention_dropout < 1:
             raise BenchError(f"config key '{p}attention_dropout' must be in [0, 1) (or -1 for '{p}dropout'), "
                              f"got {m.attention_dropout}")
+        if not m.embed_init > 0:
+            raise BenchError(f"config key '{p}embed_init' must be above 0, got {m.embed_init}")
         if m.positions not in ("learned", "sinusoidal"):
             raise BenchError(f"config key '{p}positions' must be learned or sinusoidal, got '{m.positions}'")
         if m.kind == "rnn":

@@ -6,9 +6,9 @@ parameters. Padded batches are handled without packing: the forward direction re
 state at each text's real last token, and the backward direction runs on each text reversed
 within its own length, so padding never reaches a real position's state.
 
-So that each arm can be trained as practitioners train it, `embed_dropout` (both families),
-`norm_first`, `positions` and `attention_dropout` (Transformer) are options; off by default, where
-the models are the ones the committed results were made with, bit for bit.
+So that each arm can be trained as practitioners train it, `embed_dropout` and `embed_init` (both
+families), `norm_first`, `positions` and `attention_dropout` (Transformer) are options; off by default,
+where the models are the ones the committed results were made with, bit for bit.
 """
 from __future__ import annotations
 
@@ -82,6 +82,17 @@ def embedding_dropout(embed: nn.Embedding, ids: torch.Tensor, p: float, training
     return F.embedding(ids, w * keep, embed.padding_idx)
 
 
+@torch.no_grad()
+def scale_embeddings(std: float, *tables: nn.Embedding | None) -> None:
+    """Turn nn.Embedding's N(0, 1) draw into N(0, std²) in place. At std 1 (the default) token vectors are
+    as long as every hidden state's, and Adam's steps of about lr a coordinate move them slowly; BERT and
+    GPT draw theirs at 0.02. Scaling the draw takes no random numbers, so every other weight is as before."""
+    if std != 1.0:
+        for table in tables:
+            if table is not None:
+                table.weight.mul_(std)
+
+
 def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
     """[n, dim] fixed positions of Vaswani et al. (2017): PE[t, 2i] = sin(t / 10000^(2i/dim)),
     PE[t, 2i+1] = cos(t / 10000^(2i/dim))."""
@@ -111,6 +122,7 @@ class RNNClassifier(nn.Module):
         out_dim = cfg.hidden_dim * dirs
         self.attention = AdditivePooling(out_dim, cfg.attn_dim) if cfg.pooling == "attention" else None
         self.head = nn.Linear(out_dim, num_classes)
+        scale_embeddings(cfg.embed_init, self.embed)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
         """Logits [B, classes]; with `return_attention`, also the pooling weights [B, T]
@@ -173,6 +185,7 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(d, num_classes)
         # built last, so the other modules draw the same initial weights whatever the pooling
         self.attention = AdditivePooling(d, cfg.attn_dim) if cfg.pooling == "attention" else None
+        scale_embeddings(cfg.embed_init, self.embed, self.pos)
 
     def positions(self, n: int, device: torch.device) -> torch.Tensor:
         """[n, d] position vectors for the first n positions."""

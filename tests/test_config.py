@@ -42,6 +42,7 @@ BASE = "models = ['rnn']\n"
     ("[model.rnn]\nnorm_first = 1\n", "'model.rnn.norm_first' must be bool"),
     ("[model.rnn]\nattention_dropout = 1.0\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
     ("[model.rnn]\nattention_dropout = -0.5\n", "'model.rnn.attention_dropout' must be in [0, 1)"),
+    ("[model.rnn]\nembed_init = 0.0\n", "'model.rnn.embed_init' must be above 0, got 0.0"),
     ("[model.rnn]\n[train]\ndecay_all = 'no'\n", "'train.decay_all' must be bool"),
     ("[model.rnn]\n[train]\npad_multiple = -16\n", "'train.pad_multiple' must be >= 0, got -16"),
     ("[model.rnn]\n[data]\nval_groups = 'author'\n", "'data.val_groups' must be one of '', 'movie', got 'author'"),
@@ -176,7 +177,7 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
                ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
-               ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie"),
+               ("model", "embed_init", 0.02), ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie"),
                ("data", "truncate", "tail")]
     default = {"model": config.ModelConfig(), "train": config.TrainConfig(), "data": config.DataConfig()}
     for section, key, value in changes:

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from bench import config
 from bench.config import ModelConfig
+from bench.data import PAD_ID
 from bench.models import (AdditivePooling, RNNClassifier, masked_max, build_model, count_parameters, embedding_dropout,
                           padding_mask)
 
@@ -90,6 +91,22 @@ def test_transformer_poolings_share_every_other_initial_weight():
     assert torch.equal(masked_max(h, mask)[1], h[1, :2].max(0).values)  # padding never wins the max
     with torch.no_grad():
         assert not torch.allclose(mean.eval()(ids, lengths), top.eval()(ids, lengths))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "transformer"])
+def test_embed_init_scales_the_embedding_draw_and_leaves_every_other_weight(kind):
+    """embed_init = 0.02 is the default N(0, 1) draw times 0.02 (token table, and the Transformer's learned
+    positions), padding row still zero; every other weight is the one the default draws."""
+    def build(std):
+        torch.manual_seed(0)
+        return build_model(ModelConfig(kind=kind, embed_dim=16, hidden_dim=32, heads=2, embed_init=std),
+                           vocab_size=50, num_classes=3, max_length=40)
+    plain, small = build(1.0).state_dict(), build(0.02).state_dict()
+    scaled = {"embed.weight", "pos.weight"} & set(plain)
+    assert scaled == ({"embed.weight", "pos.weight"} if kind == "transformer" else {"embed.weight"})
+    for name, weight in plain.items():
+        torch.testing.assert_close(small[name], weight * 0.02 if name in scaled else weight)
+    assert not small["embed.weight"][PAD_ID].any()
 
 
 def test_attention_adds_only_a_few_hundred_parameters_over_the_baseline():
