@@ -469,12 +469,20 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/quick-imdb-movie-val --recipe-pair results/quick-imdb-movie-val results/quick --tuned-pair "
         "results/quick-imdb-movie-val-tuned results/quick-imdb-movie-val --other results/quick-imdb-head-tail "
         "--recipe-pair results/quick-imdb-head-tail results/quick --other results/full-imdb-bigru-tail "
-        "--recipe-pair results/full-imdb-bigru-tail results/full-imdb-bigru".split(" --"))
+        "--recipe-pair results/full-imdb-bigru-tail results/full-imdb-bigru --other results/quick-imdb-head-tail-init "
+        "--recipe-pair results/quick-imdb-head-tail-init results/quick-imdb-head-tail transformer --other "
+        "results/full-imdb-transformer-init --recipe-pair results/full-imdb-transformer-init results/full-imdb-cuda "
+        "transformer --other results/full-imdb-transformer-tail --recipe-pair results/full-imdb-transformer-tail "
+        "results/full-imdb-transformer-init transformer --recipe-pair results/full-imdb-transformer-tail "
+        "results/full-ag-attn-dropout0 transformer --other results/quick-ag-init --recipe-pair results/quick-ag-init "
+        "results/quick transformer".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb", "results/quick-imdb-movie-val",
-                                              "results/quick-imdb-head-tail", "results/full-imdb-bigru-tail"]
+                                              "results/quick-imdb-head-tail", "results/full-imdb-bigru-tail",
+                                              "results/quick-imdb-head-tail-init", "results/full-imdb-transformer-init",
+                                              "results/full-imdb-transformer-tail", "results/quick-ag-init"]
     assert rel(m.output) == Path("REPORT.md")
 
 
