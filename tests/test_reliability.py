@@ -475,14 +475,17 @@ def test_the_repository_manifest_states_todays_report_command():
         "transformer --other results/full-imdb-transformer-tail --recipe-pair results/full-imdb-transformer-tail "
         "results/full-imdb-transformer-init transformer --recipe-pair results/full-imdb-transformer-tail "
         "results/full-ag-attn-dropout0 transformer --other results/quick-ag-init --recipe-pair results/quick-ag-init "
-        "results/quick transformer".split(" --"))
+        "results/quick transformer --other results/quick-ag-init-gru --recipe-pair results/quick-ag-init-gru results/quick "
+        "rnn attn_rnn --other results/quick-imdb-head-tail-init-gru --recipe-pair results/quick-imdb-head-tail-init-gru "
+        "results/quick-imdb-head-tail rnn attn_rnn".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
                                               "results/quick-tuned", "results/full-imdb", "results/quick-imdb-movie-val",
                                               "results/quick-imdb-head-tail", "results/full-imdb-bigru-tail",
                                               "results/quick-imdb-head-tail-init", "results/full-imdb-transformer-init",
-                                              "results/full-imdb-transformer-tail", "results/quick-ag-init"]
+                                              "results/full-imdb-transformer-tail", "results/quick-ag-init",
+                                              "results/quick-ag-init-gru", "results/quick-imdb-head-tail-init-gru"]
     assert rel(m.output) == Path("REPORT.md")
 
 
