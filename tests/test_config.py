@@ -177,8 +177,8 @@ def test_new_options_at_their_defaults_keep_the_pinned_unit_hashes_and_otherwise
     assert {name: cfg.unit_hash(name) for name in PINNED_HASHES} == PINNED_HASHES
     changes = [("model", "lr_schedule", "cosine"), ("model", "warmup_fraction", 0.1), ("model", "embed_dropout", 0.1),
                ("model", "norm_first", True), ("model", "positions", "sinusoidal"), ("model", "attention_dropout", 0.0),
-               ("model", "embed_init", 0.02), ("train", "decay_all", False), ("train", "select_on", "val_acc"), ("data", "val_groups", "movie"),
-               ("data", "truncate", "tail")]
+               ("model", "embed_init", 0.02), ("train", "decay_all", False), ("train", "select_on", "val_acc"),
+               ("data", "val_groups", "movie"), ("data", "truncate", "tail")]
     default = {"model": config.ModelConfig(), "train": config.TrainConfig(), "data": config.DataConfig()}
     for section, key, value in changes:
         changed = _default_config()

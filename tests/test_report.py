@@ -205,7 +205,8 @@ def test_the_nearest_miss_is_measured_against_each_folders_own_floor(tmp_path):
     attempts = arms_report.best_attempts(table).set_index("model")
     assert attempts.loc["transformer", "best"]["folder"] == head
     full = arms_table([arms_folder(tmp_path / "full", "full", {"rnn": [0.888] * 6, "tfidf": [0.885] * 6})])
-    assert full.set_index("model").loc["rnn", "margin"] == pytest.approx(0.888 - 0.890)  # the absolute minimum binds, not the floor
+    assert full.set_index("model").loc["rnn", "margin"] == pytest.approx(0.888 - 0.890)  # the minimum binds, not the floor
+
 
 def x_ci(values: list[float]) -> str:
     x = np.array(values) * 100
