@@ -477,7 +477,10 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/full-ag-attn-dropout0 transformer --other results/quick-ag-init --recipe-pair results/quick-ag-init "
         "results/quick transformer --other results/quick-ag-init-gru --recipe-pair results/quick-ag-init-gru results/quick "
         "rnn attn_rnn --other results/quick-imdb-head-tail-init-gru --recipe-pair results/quick-imdb-head-tail-init-gru "
-        "results/quick-imdb-head-tail rnn attn_rnn".split(" --"))
+        "results/quick-imdb-head-tail rnn attn_rnn --other results/quick-imdb-init-movie-val --recipe-pair "
+        "results/quick-imdb-init-movie-val results/quick-imdb-head-tail-init transformer --tuned-pair "
+        "results/quick-imdb-init-tuned results/quick-imdb-init-movie-val --other results/full-imdb-transformer-quick-tuned "
+        "--recipe-pair results/full-imdb-transformer-quick-tuned results/full-imdb-transformer-tail transformer".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
@@ -485,7 +488,8 @@ def test_the_repository_manifest_states_todays_report_command():
                                               "results/quick-imdb-head-tail", "results/full-imdb-bigru-tail",
                                               "results/quick-imdb-head-tail-init", "results/full-imdb-transformer-init",
                                               "results/full-imdb-transformer-tail", "results/quick-ag-init",
-                                              "results/quick-ag-init-gru", "results/quick-imdb-head-tail-init-gru"]
+                                              "results/quick-ag-init-gru", "results/quick-imdb-head-tail-init-gru",
+                                              "results/quick-imdb-init-movie-val", "results/full-imdb-transformer-quick-tuned"]
     assert rel(m.output) == Path("REPORT.md")
 
 
