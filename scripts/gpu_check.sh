@@ -40,6 +40,8 @@
 #   TUNE_SKIP=0 (1: no new trials; the tuned run's seed stage alone, from the best trials in its optuna.db,
 #               e.g. a study resumed from .gpu/resume whose seeds never ran: bench.run --skip-tune)
 #   RERANK=0 (K: after the trials, retrain the K best with RERANK_SEEDS=2 more seeds, bench.run --rerank)
+#   TUNE_ONLY=0 (1: the trials and re-ranking alone, as TUNE_JOBS (a number) bench.tune workers, no seed stage:
+#               scripts/gpu_tune_workers.sh; the seed stage then runs elsewhere from the optuna.db that comes back)
 #   DATA_DIR=.gpu/data  WHEEL_DIR=.gpu/wheels  WORK=/tmp/gpu_check  OUT=$OUT (else $WORK/out)
 #   BUDGET_S=560 (the whole script; call with timeout_s 600)  TEST_TIMEOUT=120  SPEED_TIMEOUT=120  RESERVE_S=45 (summary + packing)
 #   SPEED_CONFIG=$CONFIG  SPEED_ARGS="--batches 100"  PYTHON=python3  RUN_TESTS=1
@@ -69,6 +71,7 @@ TUNED_NAME="${TUNED_NAME:-$RUN_NAME-tuned}"
 TUNE_SKIP="${TUNE_SKIP:-0}"
 RERANK="${RERANK:-0}"
 RERANK_SEEDS="${RERANK_SEEDS:-2}"
+TUNE_ONLY="${TUNE_ONLY:-0}"
 DATA_DIR="${DATA_DIR:-.gpu/data}"
 WHEEL_DIR="${WHEEL_DIR:-.gpu/wheels}"
 WORK="${WORK:-/tmp/gpu_check}"
@@ -225,7 +228,13 @@ BASE_SEEDS=(); [ -n "$SEEDS" ] && BASE_SEEDS=(--seeds "$SEEDS")
 MODEL_ARGS=(); [ -n "$MODELS" ] && MODEL_ARGS=(--models "$MODELS")  # default: the config's list (`all` would
                                                                      # also run every other [model.*] table in it)
 MAIN_ARGS=("${RUN_ARGS[@]}" --out "$RUN" "${MODEL_ARGS[@]}" --jobs "$JOBS")  # the run and its extra seeds
-if [ -n "$TUNE_MODELS" ]; then
+if [ -n "$TUNE_MODELS" ] && [ "$TUNE_ONLY" = 1 ]; then
+    (export PY TUNE_CONFIG SEARCH DATASETS TUNE_MODELS TUNED DEVICE THREADS DATA_DIR TUNE_TIMEOUT TUNE_TRIALS TUNE_JOBS \
+         RERANK RERANK_SEEDS LOGS="$WORK/logs"
+     [ "$MAIN_RUN" = 1 ] && sleep 20
+     STAGE_QUIET=1 stage tuned "$BUDGET_S" bash scripts/gpu_tune_workers.sh) &
+    PIDS+=($!)
+elif [ -n "$TUNE_MODELS" ]; then
     ([ "$MAIN_RUN" = 1 ] && sleep 20  # let the run encode the data into the shared cache first
      STAGE_QUIET=1 stage tuned "$BUDGET_S" "$PY" -m bench.run --config "$TUNE_CONFIG" "${COMMON_ARGS[@]}" \
         "${BASE_SEEDS[@]}" --out "$TUNED" "${TUNE_ARGS[@]}" --models "$TUNE_MODELS" --search "$SEARCH" \
@@ -259,6 +268,24 @@ stage speed "$SPEED_TIMEOUT" "$PY" -m bench.speed --dataset imdb --device "$DEVI
     echo; echo "stage	exit	seconds  (124 = timed out, units finished before it are kept)"; cat "$STAGES"
     echo; cat "$WORK/logs/environment.txt" 2>/dev/null
     echo; grep -h "passed\|failed\|skipped\|error" "$WORK/logs/cuda-tests.log" 2>/dev/null | tail -3
+    if [ "$TUNE_ONLY" = 1 ] && [ -f "$TUNED/trials.csv" ]; then
+        echo; echo "$(basename "$TUNED") (trials only):"; "$PY" - "$TUNED" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+run = Path(sys.argv[1])
+trials = pd.read_csv(run / "trials.csv")
+print(trials.groupby("state").agg(n=("number", "size"), median_s=("duration_s", "median"),
+                                  epochs=("epochs_run", "sum")).to_string())
+print(trials.sort_values("value", ascending=False)[["number", "state", "value", "epochs_run", "duration_s",
+                                                    "params_count"]].head(8).to_string(index=False))
+for key, s in json.loads((run / "tuning.json").read_text()).items():
+    print(key, "best", json.dumps(s.get("best")), "rerank", json.dumps(s.get("rerank")))
+PY
+    fi
     for folder in "$RUN" "$TUNED"; do
         [ -f "$folder/runs.csv" ] || continue
         echo; echo "$(basename "$folder"):"; "$PY" - "$folder" <<'PY'
