@@ -144,19 +144,32 @@ def _floor(ok: pd.DataFrame, dataset: str) -> pd.Series:
     return ok[(ok["dataset"] == dataset) & (ok["model"] == FLOOR)].set_index("seed")["test_acc"].dropna()
 
 
-def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str) -> pd.Series:
-    """The floor of `floor_dir` (a tuned run's untuned folder) for a folder that did not run it, when both
-    folders read the same texts the same way (equal `data` settings and varied sources, so seed k has the
-    same split and truncation in both); else empty. TF-IDF is not tuned, so its units would be the same."""
-    mine, theirs = RunFolder(run_dir).stored_config(), RunFolder(floor_dir).stored_config()
-    if mine.data != theirs.data or sorted(mine.vary) != sorted(theirs.vary):
-        return pd.Series(dtype=float)
-    return _floor(ok_runs(RunFolder(floor_dir).read_tables()[0]), dataset)
+def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str,
+                   floors: dict[Path, Path] | None = None) -> tuple[pd.Series, Path | None]:
+    """The floor of `floor_dir` (a tuned run's untuned folder, or the folder a recipe check changes settings
+    against) for a folder that did not run it, when both folders read the same texts the same way (equal
+    `data` settings and varied sources, so seed k has the same split and truncation in both), with the folder
+    that ran it; else (empty, None). When `floor_dir` did not run the floor either, its own entry of `floors`
+    is followed (a tuned run on the GPU → its untuned run there → the CPU folder with the same data that ran
+    TF-IDF). TF-IDF depends on neither the neural arms' settings nor the device (scikit-learn on the CPU)."""
+    borrow = {Path(k).resolve(): Path(v) for k, v in (floors or {}).items()}
+    seen = {Path(run_dir).resolve()}
+    mine = RunFolder(run_dir).stored_config()
+    while floor_dir is not None and Path(floor_dir).resolve() not in seen:
+        theirs = RunFolder(floor_dir).stored_config()
+        if mine.data != theirs.data or sorted(mine.vary) != sorted(theirs.vary):
+            break
+        floor = _floor(ok_runs(RunFolder(floor_dir).read_tables()[0]), dataset)
+        if not floor.empty:
+            return floor, Path(floor_dir)
+        seen.add(Path(floor_dir).resolve())
+        floor_dir = borrow.get(Path(floor_dir).resolve())
+    return pd.Series(dtype=float), None
 
 
-def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
-    """One row per dataset × neural model of a folder holding the floor (or, for a tuned run that did not
-    run it, borrowing its untuned folder's: `floor_dir`): mean and t-interval over ok seeds, the floor, the
+def arms_rows(run_dir: Path, floor_dir: Path | None = None, floors: dict[Path, Path] | None = None) -> list[dict]:
+    """One row per dataset × neural model of a folder holding the floor (or, for a folder that did not run
+    it, borrowing the floor of `floor_dir`, following `floors` on from there; see `borrowed_floor`): mean and t-interval over ok seeds, the floor, the
     paired model − floor difference, and the target's verdict. An arm a target names but the folder lacks
     gets a row too (missed: not run)."""
     folder = RunFolder(run_dir)
@@ -167,7 +180,7 @@ def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
         d = ok[ok["dataset"] == dataset]
         floor, floor_from = _floor(ok, dataset), ""
         if floor.empty and floor_dir is not None:
-            floor, floor_from = borrowed_floor(run_dir, floor_dir, dataset), floor_dir
+            floor, floor_from = borrowed_floor(run_dir, floor_dir, dataset, floors)
         if floor.empty:
             continue
         floor_lo, floor_hi = t_interval(floor)
@@ -195,13 +208,13 @@ def arms_rows(run_dir: Path, floor_dir: Path | None = None) -> list[dict]:
 
 def arms_table(folders: list[Path], floors: dict[Path, Path] | None = None) -> pd.DataFrame:
     """`arms_rows` of every folder that holds the floor, or borrows it (`floors`: a tuned run's folder →
-    its untuned folder), each folder once, in the order given."""
+    its untuned folder, a recipe check's folder → its baseline), each folder once, in the order given."""
     seen, rows = set(), []
     borrow = {Path(k).resolve(): Path(v) for k, v in (floors or {}).items()}
     for f in folders:
         if Path(f).resolve() not in seen:
             seen.add(Path(f).resolve())
-            rows += arms_rows(Path(f), borrow.get(Path(f).resolve()))
+            rows += arms_rows(Path(f), borrow.get(Path(f).resolve()), floors)
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
@@ -256,8 +269,8 @@ def _folder_table(rows: pd.DataFrame, report_dir: Path) -> list[str]:
                   else f"{n_floor} seed{'s' if n_floor != 1 else ''}")
     floor = _pct(first["floor_mean"], first["floor_ci_low"], first["floor_ci_high"])
     if first["floor_folder"]:
-        floor_note += (f"; run in `{relative_link(first['floor_folder'], Path.cwd())}`, the untuned run this "
-                       "folder pairs with: same data settings and seeds, and TF-IDF is not tuned")
+        floor_note += (f"; run in `{relative_link(first['floor_folder'], Path.cwd())}`, which reads the same texts "
+                       "the same way (same data settings and seeds): TF-IDF is neither tuned nor trained on a GPU")
     out = [f"#### {RunFolder(first['folder']).dataset_title(first['dataset'])}, {folder_label(first)}", "",
            f"_Budget **{first['budget']}**: texts cut to {first['tokens']}, at most {first['epochs']} "
            f"epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}). TF-IDF floor "
@@ -303,16 +316,20 @@ def _reference_lines(imdb: pd.DataFrame) -> list[str]:
 def best_attempts(table: pd.DataFrame) -> pd.DataFrame:
     """One row per target (dataset, budget, arm): how many folders ran it, how many met it, and the best
     attempt (a folder that met it, else the nearest miss over ≥ MIN_SEEDS seeds, else the nearest miss; nearest
-    by `margin`, since folders that cut texts differently have different floors; ties: the higher mean)."""
+    by `margin`, since folders that cut texts differently have different floors; ties: the higher mean), and the
+    best attempt among the folders that tuned the arm (None: none did)."""
     judged = table[(table["target"] != "") & (table["n"] > 0)]
     rows = []
     for (dataset, budget, model), tries in judged.groupby(["dataset", "budget", "model"], sort=False):
         ranked = tries.assign(enough=tries["n"] >= MIN_SEEDS).sort_values(["met", "enough", "margin", "mean"],
                                                                           ascending=False)
         best = ranked.iloc[0]
+        tuned = ranked[[bool(study_outlook(f, dataset, model)) for f in ranked["folder"]]]
         rows.append({"dataset": dataset, "budget": budget, "model": model, "target": best["target"],
-                     "folders": len(tries), "met_in": int(tries["met"].sum()), "best": best})
-    frame = pd.DataFrame(rows, columns=["dataset", "budget", "model", "target", "folders", "met_in", "best"])
+                     "folders": len(tries), "met_in": int(tries["met"].sum()), "best": best,
+                     "best_tuned": tuned.iloc[0] if len(tuned) else None})
+    frame = pd.DataFrame(rows, columns=["dataset", "budget", "model", "target", "folders", "met_in", "best",
+                                        "best_tuned"])
     order = {"dataset": {d: i for i, d in enumerate(ordered_datasets(judged))}, "budget": {"quick": 0, "full": 1},
              "model": {m: i for i, m in enumerate(TARGET_ARMS)}}
     return frame.sort_values(["dataset", "budget", "model"], key=lambda col: col.map(order[col.name]).fillna(99),
@@ -339,6 +356,11 @@ def best_attempt_table(table: pd.DataFrame, report_dir: Path) -> list[str]:
         b = a["best"]
         link = relative_link(b["folder"], report_dir)
         tuning = study_outlook(b["folder"], a["dataset"], a["model"]) or "not tuned in this folder"
+        t = a["best_tuned"]
+        if t is not None and Path(t["folder"]) != Path(b["folder"]):  # a hand-set configuration came closer
+            tuning += (f"; the best tuned attempt, [`{relative_link(t['folder'], Path.cwd())}`]"
+                       f"({relative_link(t['folder'], report_dir)}) ({t['mean'] * 100:.2f}%): "
+                       + study_outlook(t["folder"], a["dataset"], a["model"]))
         out.append(f"| {DATASET_TITLES.get(a['dataset'], a['dataset'])} | {a['budget']} | {a['model']} | {a['target']} "
                    f"| {a['folders']} ({a['met_in']}) | [`{relative_link(b['folder'], Path.cwd())}`]({link}) "
                    f"| {_pct(b['mean'], b['ci_low'], b['ci_high'])} | {_verdict(b)} | {b['training']} | {tuning} |")
@@ -380,7 +402,7 @@ def arms_section(folders: list[Path], report_dir: Path | None = None, floors: di
         return ""
     out = ["## Are the arms strong enough?", "",
            "_Every neural model against the TF-IDF + logistic-regression floor of its own folder (same data, "
-           "truncation and seeds; a tuned folder that did not run it borrows its untuned folder's), and against the targets of issue 13: at budget `full` on IMDB, mean test accuracy "
+           "truncation and seeds; a folder that did not run it borrows the floor of its untuned or baseline folder when that reads the same texts the same way), and against the targets of issue 13: at budget `full` on IMDB, mean test accuracy "
            + ", ".join(f"{m} ≥ {v * 100:.1f}%" for m, v in FULL_IMDB_MINIMUM.items())
            + " and every arm at or above the floor; at budget "
            "`quick` on IMDB, every arm within 1 pp of the floor or above it; on AG News, every arm within 2 pp of it. "

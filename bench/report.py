@@ -411,8 +411,17 @@ def _claim_intro(run_dir: Path) -> str:
             "section.)")
 
 
+def floor_sources(tuned_list: list, run_dir: Path, recipes: list[RecipePair] = ()) -> dict[Path, Path]:
+    """Where a folder without the TF-IDF floor may borrow it: a tuned run from its untuned run (or the main
+    run), a recipe check from its baseline (the first pair that names it); used only when the texts match."""
+    floors = {t.run: t.untuned or run_dir for t in tuned_list}
+    for r in recipes:
+        floors.setdefault(r.run, r.baseline)
+    return floors
+
+
 def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], command: str | None = None,
-           tuned: Tuned = None, others: list[Path] = ()) -> str:
+           tuned: Tuned = None, others: list[Path] = (), recipes: list[RecipePair] = ()) -> str:
     """The report's markdown, with image links relative to `report_dir`; the verdicts of this run
     (and of each tuned run and each other run that tests the claim) open the report, then how
     strong the arms are in every folder that holds the TF-IDF floor. `tables` holds each folder's
@@ -438,7 +447,7 @@ def render(run_dir: Path, report_dir: Path, tables: dict[Path, pd.DataFrame], co
     ]
     tuned_list = tuned_runs(tuned, run_dir)
     arms = arms_section([run_dir, *(p for t in tuned_list for p in t.folders), *others], report_dir,
-                        floors={t.run: t.untuned or run_dir for t in tuned_list})
+                        floors=floor_sources(tuned_list, run_dir, recipes))
     if arms:
         out += [arms, ""]
     # 2. how the run was made
@@ -648,7 +657,7 @@ def write_report(run_dir: Path, extra: Path | None = None, ablation: Path | None
     for target in [RunFolder(run_dir).report_md] + ([Path(extra)] if extra else []):
         if target.exists() and target.is_dir():
             raise BenchError(f"report path {target} is a folder")
-        text = render(run_dir, target.parent, tables, command, tuned, others)
+        text = render(run_dir, target.parent, tables, command, tuned, others, recipes)
         for t in tuned:
             text += "\n" + tuned_section(t.run, t.untuned, target.parent, tables[t.run], run_dir)
         if ablation is not None:

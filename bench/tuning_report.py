@@ -372,6 +372,7 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
         if runs is None:
             continue
         info = folder.datasets_info()
+        frame = folder.trials() if folder.trials_csv.is_file() else None
         for s in folder.tuning().values():
             rows = reseeded(s, cfg, runs)
             if rows is None:
@@ -383,7 +384,10 @@ def optimism_rows(folders: list[Path]) -> pd.DataFrame:
             lo, hi = t_interval(vals)
             chosen = [r for r in (s.get("rerank") or {}).get("rows", []) if r["number"] == s["best"]["number"]]
             out.append({"folder": Path(path), "dataset": s["dataset"], "model": s["model"],
-                        "trial_seed": s.get("trial_seed", "fixed"), "trials": s["trials_requested"],
+                        "trial_seed": s.get("trial_seed", "fixed"),
+                        # the trials the study ran (as study_outlook counts them), not the budget it was given
+                        "trials": (int((frame["study"] == s["study"]).sum()) if frame is not None
+                                   else s["trials_requested"]),
                         "value": s["best"]["value"], "rerank_mean": chosen[0]["mean"] if chosen else None,
                         "n": len(vals), "mean": vals.mean(), "ci_low": lo, "ci_high": hi,
                         "optimism": s["best"]["value"] - vals.mean(),

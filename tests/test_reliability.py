@@ -480,7 +480,10 @@ def test_the_repository_manifest_states_todays_report_command():
         "results/quick-imdb-head-tail rnn attn_rnn --other results/quick-imdb-init-movie-val --recipe-pair "
         "results/quick-imdb-init-movie-val results/quick-imdb-head-tail-init transformer --tuned-pair "
         "results/quick-imdb-init-tuned results/quick-imdb-init-movie-val --other results/full-imdb-transformer-quick-tuned "
-        "--recipe-pair results/full-imdb-transformer-quick-tuned results/full-imdb-transformer-tail transformer".split(" --"))
+        "--recipe-pair results/full-imdb-transformer-quick-tuned results/full-imdb-transformer-tail transformer "
+        "--other results/full-imdb-transformer-gpu-base --tuned-pair results/full-imdb-transformer-gpu-tuned "
+        "results/full-imdb-transformer-gpu-base --recipe-pair results/full-imdb-transformer-gpu-base "
+        "results/full-imdb-transformer-quick-tuned transformer".split(" --"))
     assert [str(rel(o)) for o in m.other] == ["results/full-imdb-strong", "results/full-imdb-bigru",
                                               "results/full-imdb-cuda", "results/full-imdb-cuda-valacc",
                                               "results/full-ag",
@@ -489,7 +492,8 @@ def test_the_repository_manifest_states_todays_report_command():
                                               "results/quick-imdb-head-tail-init", "results/full-imdb-transformer-init",
                                               "results/full-imdb-transformer-tail", "results/quick-ag-init",
                                               "results/quick-ag-init-gru", "results/quick-imdb-head-tail-init-gru",
-                                              "results/quick-imdb-init-movie-val", "results/full-imdb-transformer-quick-tuned"]
+                                              "results/quick-imdb-init-movie-val", "results/full-imdb-transformer-quick-tuned",
+                                              "results/full-imdb-transformer-gpu-base"]
     assert rel(m.output) == Path("REPORT.md")
 
 

@@ -13,8 +13,9 @@ from scipy import stats as sps
 from bench import arms_report, config, report
 from bench.arms_report import arms_section, arms_table, judge, target_for
 from bench.config import BenchError
-from bench.results import (EPOCH_COLUMNS, RUN_COLUMNS, ReportManifest, RunFolder, TunedRun, atomic_write_csv,
+from bench.results import (EPOCH_COLUMNS, RUN_COLUMNS, RecipePair, ReportManifest, RunFolder, TunedRun, atomic_write_csv,
                            atomic_write_json, load_manifest)
+from conftest import REPO
 
 KINDS = {"rnn": {"kind": "rnn"}, "attn_rnn": {"kind": "rnn", "pooling": "attention"},
          "transformer": {"kind": "transformer"}, "tfidf": {"kind": "tfidf"}}
@@ -166,10 +167,47 @@ def test_a_tuned_run_without_the_floor_borrows_its_untuned_runs_floor_only_on_th
     assert row["diff_n"] == 6 and row["diff_mean"] == pytest.approx((x - floor).mean())
     assert row["misses"] == ["mean 87.07% < 88.0%", "1.92 pp below the floor's mean"]
     md = arms_section([tuned], floors={tuned: untuned})
-    assert "the untuned run this folder pairs with" in md and "| transformer | 2,000,000 | 6 |" in md
+    assert "which reads the same texts the same way" in md and "| transformer | 2,000,000 | 6 |" in md
     # other texts (here a different truncation): the untuned floor is no floor for it, so no table
     short = arms_folder(tmp_path / "short", "full", {"transformer": transformer}, max_length=128, tuned=True)
     assert arms_table([short], floors={short: untuned}).empty
+
+
+def test_the_floor_is_borrowed_along_a_chain_of_folders_that_read_the_same_texts(tmp_path):
+    """A GPU-tuned run pairs with an untuned GPU run that did not run TF-IDF either; that run is a recipe
+    check of a CPU folder that did. The floor comes from the CPU folder, over the seeds it ran."""
+    cpu = arms_folder(tmp_path / "cpu", "full", FULL)
+    base = arms_folder(tmp_path / "base", "full", {"transformer": [0.88, 0.881, 0.879, 0.882, 0.88, 0.878, 0.883, 0.881]})
+    tuned = arms_folder(tmp_path / "tuned", "full", {"transformer": [0.879] * 8}, tuned=True)
+    floors = report.floor_sources([TunedRun(tuned, base)], cpu, [RecipePair(base, cpu, ("transformer",))])
+    assert floors == {tuned: base, base: cpu}
+    table = arms_table([tuned, base], floors=floors)
+    assert list(dict.fromkeys(table["folder"])) == [tuned, base] and set(table["floor_folder"]) == {cpu}
+    row = table[(table["folder"] == tuned) & (table["model"] == "transformer")].iloc[0]
+    assert (row["n"], row["floor_n"], row["diff_n"]) == (8, 6, 6)
+    assert row["diff_mean"] == pytest.approx(0.879 - np.mean(FULL["tfidf"]))
+    md = arms_section([tuned, base], floors=floors)
+    assert "(6 shared seeds)" in md and md.count("which reads the same texts the same way") == 2
+    # a link that reads other texts ends the chain: no floor, no table
+    short = arms_folder(tmp_path / "short", "full", {"transformer": [0.88] * 6}, max_length=128)
+    assert arms_table([tuned], floors={tuned: short, short: cpu}).empty
+    # a cycle of folders without the floor ends too
+    assert arms_table([tuned], floors={tuned: base, base: tuned}).empty
+
+
+def test_a_best_attempt_that_was_not_tuned_names_the_best_tuned_attempt_and_how_its_study_ended():
+    """On the committed IMDB Transformer at 400 tokens: the hand-carried configuration (CPU) came closest;
+    the search at that budget (GPU) is named beside it, with its trial count and its flat curve."""
+    res = REPO / "results"
+    carried, tuned, base = (res / "full-imdb-transformer-quick-tuned", res / "full-imdb-transformer-gpu-tuned",
+                            res / "full-imdb-transformer-gpu-base")
+    table = arms_table([carried, tuned], floors={tuned: base, base: carried})
+    attempt = arms_report.best_attempts(table).set_index("model").loc["transformer"]
+    assert attempt["best"]["folder"] == carried and attempt["best_tuned"]["folder"] == tuned
+    md = "\n".join(arms_report.best_attempt_table(table, REPO))
+    row = next(line for line in md.splitlines() if line.startswith("| IMDB | full | transformer |"))
+    assert "not tuned in this folder; the best tuned attempt, [`" in row and "results/full-imdb-transformer-gpu-tuned" in row
+    assert "(88.10%): tuned, 31 trials; expected best flat" in row
 
 
 def test_the_best_attempt_per_target_prefers_a_folder_that_met_it_then_enough_seeds(tmp_path):

@@ -697,6 +697,10 @@ def test_a_studys_optimism_is_its_chosen_value_minus_the_seed_stage_mean_without
     seeds = runs[(runs["model"] == "attn_rnn") & (runs["status"] == "ok") & (runs["seed"] != 0)]
     assert attn["n"] == 5 and attn["mean"] == pytest.approx(seeds["best_val_acc"].mean(), abs=1e-12)
     assert attn["optimism"] == pytest.approx(chosen - seeds["best_val_acc"].mean(), abs=1e-12)
+    study = json.loads((folder / "tuning.json").read_text())["ag_news/attn_rnn"]["study"]
+    assert attn["trials"] == (pd.read_csv(folder / "trials.csv")["study"] == study).sum()  # run, not requested
+    gpu = tuning_report.optimism_rows([REPO / "results" / "full-imdb-transformer-gpu-tuned"]).iloc[0]
+    assert gpu["trials"] == 31 and gpu["n"] == 12  # a time-budgeted study: 200 requested, 31 run
     md = "\n".join(tuning_report.optimism_table([folder], REPO))
     assert f"| {attn['optimism'] * 100:+.2f} |" in md
     assert f"Mean chosen − seed stage: 3 fixed-seed studies {rows['optimism'].mean() * 100:+.2f} pp" in md
