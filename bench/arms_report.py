@@ -169,8 +169,8 @@ def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str,
 
 def arms_rows(run_dir: Path, floor_dir: Path | None = None, floors: dict[Path, Path] | None = None) -> list[dict]:
     """One row per dataset × neural model of a folder holding the floor (or, for a folder that did not run
-    it, borrowing the floor of `floor_dir`, following `floors` on from there; see `borrowed_floor`): mean and t-interval over ok seeds, the floor, the
-    paired model − floor difference, and the target's verdict. An arm a target names but the folder lacks
+    it, borrowing the floor of `floor_dir`, following `floors` on from there; see `borrowed_floor`): mean and
+    t-interval over ok seeds, the floor, the paired model − floor difference, and the target's verdict. An arm a target names but the folder lacks
     gets a row too (missed: not run)."""
     folder = RunFolder(run_dir)
     ok = ok_runs(folder.read_tables()[0])

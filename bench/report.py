@@ -411,7 +411,7 @@ def _claim_intro(run_dir: Path) -> str:
             "section.)")
 
 
-def floor_sources(tuned_list: list, run_dir: Path, recipes: list[RecipePair] = ()) -> dict[Path, Path]:
+def floor_sources(tuned_list: list[TunedRun], run_dir: Path, recipes: list[RecipePair] = ()) -> dict[Path, Path]:
     """Where a folder without the TF-IDF floor may borrow it: a tuned run from its untuned run (or the main
     run), a recipe check from its baseline (the first pair that names it); used only when the texts match."""
     floors = {t.run: t.untuned or run_dir for t in tuned_list}
