@@ -144,16 +144,16 @@ def _floor(ok: pd.DataFrame, dataset: str) -> pd.Series:
     return ok[(ok["dataset"] == dataset) & (ok["model"] == FLOOR)].set_index("seed")["test_acc"].dropna()
 
 
-def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str,
-                   floors: dict[Path, Path] | None = None) -> tuple[pd.Series, Path | None]:
-    """The floor of `floor_dir` (a tuned run's untuned folder, or the folder a recipe check changes settings
-    against) for a folder that did not run it, when both folders read the same texts the same way (equal
-    `data` settings and varied sources, so seed k has the same split and truncation in both), with the folder
-    that ran it; else (empty, None). When `floor_dir` did not run the floor either, its own entry of `floors`
-    is followed (a tuned run on the GPU → its untuned run there → the CPU folder with the same data that ran
-    TF-IDF). TF-IDF depends on neither the neural arms' settings nor the device (scikit-learn on the CPU)."""
-    borrow = {Path(k).resolve(): Path(v) for k, v in (floors or {}).items()}
+def borrowed_floor(run_dir: Path, dataset: str, borrow: dict[Path, Path]) -> tuple[pd.Series, Path | None]:
+    """For a folder that did not run the floor, the floor of the folder `borrow` names for it (resolved path →
+    folder: a tuned run's untuned folder, or the folder a recipe check changes settings against), when both
+    read the same texts the same way (equal `data` settings and varied sources, so seed k has the same split
+    and truncation in both), with the folder that ran it; else (empty, None). When that folder did not run the
+    floor either, its own entry is followed (a tuned run on the GPU → its untuned run there → the CPU folder
+    with the same data that ran TF-IDF). TF-IDF depends on neither the neural arms' settings nor the device
+    (scikit-learn on the CPU)."""
     seen = {Path(run_dir).resolve()}
+    floor_dir = borrow.get(Path(run_dir).resolve())
     mine = RunFolder(run_dir).stored_config()
     while floor_dir is not None and Path(floor_dir).resolve() not in seen:
         theirs = RunFolder(floor_dir).stored_config()
@@ -167,11 +167,10 @@ def borrowed_floor(run_dir: Path, floor_dir: Path, dataset: str,
     return pd.Series(dtype=float), None
 
 
-def arms_rows(run_dir: Path, floor_dir: Path | None = None, floors: dict[Path, Path] | None = None) -> list[dict]:
-    """One row per dataset × neural model of a folder holding the floor (or, for a folder that did not run
-    it, borrowing the floor of `floor_dir`, following `floors` on from there; see `borrowed_floor`): mean and
-    t-interval over ok seeds, the floor, the paired model − floor difference, and the target's verdict. An arm a target names but the folder lacks
-    gets a row too (missed: not run)."""
+def arms_rows(run_dir: Path, borrow: dict[Path, Path] | None = None) -> list[dict]:
+    """One row per dataset × neural model of a folder holding the floor (or borrowing it along `borrow`; see
+    `borrowed_floor`): mean and t-interval over ok seeds, the floor, the paired model − floor difference, and
+    the target's verdict. An arm a target names but the folder lacks gets a row too (missed: not run)."""
     folder = RunFolder(run_dir)
     ok = ok_runs(folder.read_tables()[0])
     cfg, tuned = folder.stored_config(), folder.tuned_models()
@@ -179,8 +178,8 @@ def arms_rows(run_dir: Path, floor_dir: Path | None = None, floors: dict[Path, P
     for dataset in ordered_datasets(ok):
         d = ok[ok["dataset"] == dataset]
         floor, floor_from = _floor(ok, dataset), ""
-        if floor.empty and floor_dir is not None:
-            floor, floor_from = borrowed_floor(run_dir, floor_dir, dataset, floors)
+        if floor.empty and borrow:
+            floor, floor_from = borrowed_floor(run_dir, dataset, borrow)
         if floor.empty:
             continue
         floor_lo, floor_hi = t_interval(floor)
@@ -214,7 +213,7 @@ def arms_table(folders: list[Path], floors: dict[Path, Path] | None = None) -> p
     for f in folders:
         if Path(f).resolve() not in seen:
             seen.add(Path(f).resolve())
-            rows += arms_rows(Path(f), borrow.get(Path(f).resolve()), floors)
+            rows += arms_rows(Path(f), borrow)
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
@@ -317,19 +316,22 @@ def best_attempts(table: pd.DataFrame) -> pd.DataFrame:
     """One row per target (dataset, budget, arm): how many folders ran it, how many met it, and the best
     attempt (a folder that met it, else the nearest miss over ≥ MIN_SEEDS seeds, else the nearest miss; nearest
     by `margin`, since folders that cut texts differently have different floors; ties: the higher mean), and the
-    best attempt among the folders that tuned the arm (None: none did)."""
+    best attempt among the folders that tuned the arm (None: none did), each with how its study ended
+    (`study_outlook`, read once per folder here)."""
     judged = table[(table["target"] != "") & (table["n"] > 0)]
     rows = []
     for (dataset, budget, model), tries in judged.groupby(["dataset", "budget", "model"], sort=False):
         ranked = tries.assign(enough=tries["n"] >= MIN_SEEDS).sort_values(["met", "enough", "margin", "mean"],
                                                                           ascending=False)
         best = ranked.iloc[0]
-        tuned = ranked[[bool(study_outlook(f, dataset, model)) for f in ranked["folder"]]]
+        outlooks = [study_outlook(f, dataset, model) for f in ranked["folder"]]  # '': not tuned there
+        tuned = [i for i, words in enumerate(outlooks) if words]
         rows.append({"dataset": dataset, "budget": budget, "model": model, "target": best["target"],
                      "folders": len(tries), "met_in": int(tries["met"].sum()), "best": best,
-                     "best_tuned": tuned.iloc[0] if len(tuned) else None})
+                     "best_tuning": outlooks[0], "best_tuned": ranked.iloc[tuned[0]] if tuned else None,
+                     "best_tuned_tuning": outlooks[tuned[0]] if tuned else ""})
     frame = pd.DataFrame(rows, columns=["dataset", "budget", "model", "target", "folders", "met_in", "best",
-                                        "best_tuned"])
+                                        "best_tuning", "best_tuned", "best_tuned_tuning"])
     order = {"dataset": {d: i for i, d in enumerate(ordered_datasets(judged))}, "budget": {"quick": 0, "full": 1},
              "model": {m: i for i, m in enumerate(TARGET_ARMS)}}
     return frame.sort_values(["dataset", "budget", "model"], key=lambda col: col.map(order[col.name]).fillna(99),
@@ -355,12 +357,12 @@ def best_attempt_table(table: pd.DataFrame, report_dir: Path) -> list[str]:
     for _, a in attempts.iterrows():
         b = a["best"]
         link = relative_link(b["folder"], report_dir)
-        tuning = study_outlook(b["folder"], a["dataset"], a["model"]) or "not tuned in this folder"
+        tuning = a["best_tuning"] or "not tuned in this folder"
         t = a["best_tuned"]
-        if t is not None and Path(t["folder"]) != Path(b["folder"]):  # a hand-set configuration came closer
+        if t is not None and not a["best_tuning"]:  # a hand-set configuration came closer than any tuned one
             tuning += (f"; the best tuned attempt, [`{relative_link(t['folder'], Path.cwd())}`]"
                        f"({relative_link(t['folder'], report_dir)}) ({t['mean'] * 100:.2f}%): "
-                       + study_outlook(t["folder"], a["dataset"], a["model"]))
+                       + a["best_tuned_tuning"])
         out.append(f"| {DATASET_TITLES.get(a['dataset'], a['dataset'])} | {a['budget']} | {a['model']} | {a['target']} "
                    f"| {a['folders']} ({a['met_in']}) | [`{relative_link(b['folder'], Path.cwd())}`]({link}) "
                    f"| {_pct(b['mean'], b['ci_low'], b['ci_high'])} | {_verdict(b)} | {b['training']} | {tuning} |")
